@@ -1,0 +1,263 @@
+# The agent: collectors call it with events; it keeps fixed-size counters per
+# time window, evaluates the baseline and hands findings to its sinks.
+# Every public method swallows its own faults (one agent_error finding):
+# the application the agent watches must never see an exception from it.
+import json
+
+from . import alerts, config, ipaddr, platform
+
+_TCP = 0
+_UDP = 1
+
+
+def _console(line):
+    print(line)
+
+
+class Agent:
+    """The security micro-agent.
+
+    Agent(clock=None, out=print): clock has ticks_ms() and time() (UTC s since
+    1970), default platform.Clock(); out(line) receives each console line.
+    Call configure() or load() before feeding events; until then the agent
+    keeps no rules and reports nothing.
+    """
+
+    def __init__(self, clock=None, out=_console):
+        self.clock = clock or platform.Clock()
+        self.out = out
+        self.sinks = []  # extra sinks: fn(ftype, utc, count, details)
+        self.cfg = None
+        self.device = "unknown"
+        self._last = self.clock.ticks_ms()
+        self._ms = 0
+        self.sec = 0  # whole seconds since start, from ticks (wrap-safe)
+        self._open = 0
+        self._win = []
+        self._by_ctr = [None] * len(config.WINDOW_RULES)
+        self._due = -1
+        self.log = alerts.FoldLog(self._emit)
+        self.stats = {"events": 0, "findings": 0, "faults": 0}
+        self.checks = []  # fn(agent) run at start and at each window end
+
+    # ---- configuration -------------------------------------------------
+    def configure(self, doc):
+        """Validate and apply a configuration document (config.md).
+
+        doc: dict. Returns the list of warnings (str). Raises
+        config.ConfigError naming the key; the previous configuration, if
+        any, stays in force.
+        """
+        cfg = config.parse(doc)
+        self.cfg = cfg
+        self.device = cfg.device_id
+        self.log.fold_s = cfg.fold_s
+        self._win = []
+        self._by_ctr = [None] * len(config.WINDOW_RULES)
+        self._tick()
+        for idx, lo, hi, size in cfg.windows:
+            # [counter, min, max, size_s, end_s, value]
+            r = [idx, lo, hi, size, self.sec + size, self._open if idx == config.ACTIVE else 0]
+            self._win.append(r)
+            self._by_ctr[idx] = r
+        self._plan()
+        for w in cfg.warnings:
+            self.out("microagent: warning: " + w)
+        self._run_checks()
+        return cfg.warnings
+
+    def load(self, path):
+        """Read a JSON configuration file and configure() from it.
+
+        Raises config.ConfigError (bad JSON or bad content, naming the key)
+        or OSError (unreadable file); the running configuration stays.
+        """
+        with open(path) as f:
+            text = f.read()
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise config.ConfigError("%s: not valid JSON (%s)" % (path, e))
+        return self.configure(doc)
+
+    # ---- time ------------------------------------------------------------
+    def _tick(self):
+        now = self.clock.ticks_ms()
+        d = platform.ticks_diff(now, self._last)
+        self._last = now
+        if d > 0:
+            self._ms += d
+            if self._ms >= 1000:
+                s = self._ms // 1000
+                self.sec += s
+                self._ms -= s * 1000
+        if 0 <= self._due <= self.sec:
+            self._close()
+
+    def _plan(self):
+        due = self.log.next_due
+        for r in self._win:
+            if due < 0 or r[4] < due:
+                due = r[4]
+        self._due = due
+
+    def next_due(self):
+        """Agent seconds at which the next window or fold window ends, or
+        -1 when none is pending (a replay clock steps to it)."""
+        return self._due
+
+    def _close(self):
+        now = self.sec
+        utc = None
+        for r in self._win:
+            if r[4] > now:
+                continue
+            if utc is None:
+                utc = self.clock.time()
+            idx, lo, hi, size = r[0], r[1], r[2], r[3]
+            val = r[5]
+            if not lo <= val <= hi:
+                # one finding per window already: never folded
+                self.log.emit(config.WINDOW_RULES[idx], utc, 1, (("value", val), ("min", lo), ("max", hi), ("window_s", size)))
+            r[4] += size
+            # windows the agent slept through have one value each: 0 for
+            # counters, the open connections for the active-connection rule
+            idle = self._open if idx == config.ACTIVE else 0
+            if r[4] <= now:
+                skipped = (now - r[4]) // size + 1
+                r[4] += skipped * size
+                if not lo <= idle <= hi:
+                    self.log.emit(config.WINDOW_RULES[idx], utc, skipped,
+                                  (("value", idle), ("min", lo), ("max", hi), ("window_s", size)))
+            r[5] = idle
+        if 0 <= self.log.next_due <= now:
+            self.log.flush(now, utc if utc is not None else self.clock.time())
+        if utc is not None:
+            self._run_checks()
+        self._plan()
+
+    def poll(self):
+        """Advance the clock: close ended windows and fold windows. Call it
+        at least every few seconds (and at least once a day: a ticks counter
+        wraps after 2**29 ms on a board)."""
+        try:
+            self._tick()
+        except Exception as e:
+            self._fault("poll", e)
+
+    def flush(self):
+        """Emit every folded repeat now (at shutdown)."""
+        try:
+            self.log.flush(self.sec, self.clock.time(), True)
+            self._plan()
+        except Exception as e:
+            self._fault("flush", e)
+
+    # ---- findings ----------------------------------------------------------
+    def _emit(self, ftype, utc, count, details):
+        self.stats["findings"] += 1
+        if self.cfg is None or self.cfg.console:
+            self.out(alerts.format_line(ftype, self.device, utc, count, details))
+        for s in self.sinks:
+            try:
+                s(ftype, utc, count, details)
+            except Exception as e:  # a broken sink must not stop the others
+                self.stats["faults"] += 1
+                self.out("microagent: sink error: %r" % (e,))
+
+    def _find(self, utc, ftype, details, key=None):
+        self.log.report(self.sec, utc, ftype, key if key is not None else details, details)
+        if 0 <= self.log.next_due and (self._due < 0 or self.log.next_due < self._due):
+            self._due = self.log.next_due
+
+    def report(self, ftype, details, key=None):
+        """Report a finding from a collector or check.
+
+        ftype: a type in alerts.CATALOGUE; details: tuple of (key, value)
+        pairs (alerts.md detail keys); key: what identifies repeats for
+        folding (default: the details themselves). Never raises.
+        """
+        try:
+            self._tick()
+            self._find(self.clock.time(), ftype, details, key)
+        except Exception as e:
+            self._fault("report", e)
+
+    def _fault(self, where, exc):
+        self.stats["faults"] += 1
+        try:
+            msg = "%s: %s" % (type(exc).__name__, exc)
+            self._find(self.clock.time(), "agent_error", (("operation", where), ("error", msg[:120])), where)
+        except Exception:
+            pass
+
+    def _run_checks(self):
+        for fn in self.checks:
+            try:
+                fn(self)
+            except Exception as e:
+                self._fault("check", e)
+
+    # ---- events ------------------------------------------------------------
+    def count(self, ctr):
+        """Count one event of a counter (config.C2D, D2C, METHOD, REJECTED,
+        TWIN, UNAUTHORIZED) in the current time window. Allocates nothing."""
+        try:
+            self.stats["events"] += 1
+            self._tick()
+            r = self._by_ctr[ctr]
+            if r is not None:
+                r[5] += 1
+        except Exception as e:
+            self._fault("count", e)
+
+    def connection_opened(self, remote, port, inbound=False):
+        """A connection opened.
+
+        remote: address bytes (4 or 16), IP text, or a socket address (tuple
+        or raw sockaddr); port: int; inbound: True for an accepted connection.
+        Checks the threat-intel list (both directions) and the allow list
+        (outbound only), and counts it as active until connection_closed().
+        """
+        try:
+            self.stats["events"] += 1
+            self._tick()
+            if isinstance(remote, str):
+                remote = ipaddr.parse_ip(remote)
+            elif not isinstance(remote, (bytes, bytearray)) or len(remote) not in (4, 16):
+                remote, port = ipaddr.from_sockaddr(remote)
+            elif len(remote) == 16 and remote[:12] == ipaddr._MAPPED:
+                remote = remote[12:]
+            self._open += 1
+            r = self._by_ctr[config.ACTIVE]
+            if r is not None and self._open > r[5]:
+                r[5] = self._open
+            cfg = self.cfg
+            if cfg is None:
+                return
+            direction = "in" if inbound else "out"
+            if cfg.threat and ipaddr.match_any(remote, cfg.threat):
+                self._conn_finding("suspicious_ip", remote, port, direction)
+            if not inbound and cfg.allow is not None and not ipaddr.match_any(remote, cfg.allow):
+                self._conn_finding("ConnectionToIpNotAllowed", remote, port, direction)
+        except Exception as e:
+            self._fault("connection_opened", e)
+
+    def _conn_finding(self, ftype, remote, port, direction):
+        key = (bytes(remote), port, direction)
+        self._find(self.clock.time(), ftype,
+                   (("remote", ipaddr.format_ip(remote)), ("port", port), ("direction", direction)), key)
+
+    def connection_closed(self):
+        """A connection counted by connection_opened() closed."""
+        try:
+            self.stats["events"] += 1
+            self._tick()
+            if self._open > 0:
+                self._open -= 1
+        except Exception as e:
+            self._fault("connection_closed", e)
+
+    @property
+    def open_connections(self):
+        return self._open

@@ -1,0 +1,82 @@
+# The one module that knows how this port keeps time: epochs and tick
+# counters differ between ports (DESIGN.md, "MicroPython facts that bite").
+import time
+
+try:
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+except AttributeError:  # CPython: same arithmetic with a board's 2**30 period
+    _PERIOD = 1 << 30
+    _HALF = _PERIOD >> 1
+
+    def ticks_ms():
+        return int(time.monotonic() * 1000) & (_PERIOD - 1)
+
+    def ticks_diff(a, b):
+        return ((a - b + _HALF) & (_PERIOD - 1)) - _HALF
+
+    def ticks_add(a, d):
+        return (a + d) & (_PERIOD - 1)
+
+# Seconds from 1970-01-01 to this port's epoch: 0 on unix and rp2,
+# 2000-01-01 on ESP32 and STM32.
+EPOCH_OFFSET = 0 if time.gmtime(0)[0] == 1970 else 946684800
+
+# A device clock before this (2024-01-01T00:00:00Z) was never set: an unset
+# RTC reads 2021 on rp2, 2015 on STM32, ~2000 on ESP32.
+CLOCK_FLOOR = 1704067200
+
+
+class Clock:
+    """The device's real clocks.
+
+    ticks_ms(): monotonic milliseconds, wrapping (compare with ticks_diff).
+    time(): UTC seconds since 1970-01-01 (int), whatever the port's epoch.
+    """
+
+    def ticks_ms(self):
+        return ticks_ms()
+
+    def time(self):
+        return int(time.time()) + EPOCH_OFFSET
+
+
+def iso8601(utc):
+    """'YYYY-MM-DDTHH:MM:SSZ' for int UTC seconds since 1970."""
+    t = time.gmtime(utc - EPOCH_OFFSET)
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (t[0], t[1], t[2], t[3], t[4], t[5])
+
+
+_MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def parse_iso8601(text):
+    """UTC seconds since 1970 for 'YYYY-MM-DDTHH:MM:SSZ' (RFC 3339, whole
+    seconds, 'Z' only). Raises ValueError for any other form."""
+    if not isinstance(text, str) or len(text) != 20 or text[4] != "-" or text[7] != "-" \
+            or text[10] not in "Tt" or text[13] != ":" or text[16] != ":" or text[19] not in "Zz":
+        raise ValueError("time must be YYYY-MM-DDTHH:MM:SSZ")
+    f = []
+    for a, b in ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)):
+        s = text[a:b]
+        if not s.isdigit():
+            raise ValueError("time must be YYYY-MM-DDTHH:MM:SSZ")
+        f.append(int(s))
+    y, mo, d, h, mi, s = f
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if not (1 <= mo <= 12 and 1 <= d <= _MDAYS[mo - 1] + (1 if mo == 2 and leap else 0)
+            and h < 24 and mi < 60 and s < 60):
+        raise ValueError("time out of range")
+    return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
+
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+    algorithm); plain integer arithmetic, no time module, any year."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468

@@ -1,0 +1,63 @@
+# `microagent run` on the unix port: the agent watching this machine's
+# connections through /proc/net, printing alerts as they happen.
+import sys
+import time
+
+from .agent import Agent
+from .procnet import ProcNet
+
+
+def _usage(msg):
+    print("microagent: " + msg)
+    sys.exit(2)
+
+
+def main(argv):
+    """argv: [--config PATH] [--duration S] [--interval S] [--proc DIR].
+    Exits 0 when done or on Ctrl-C, 2 for bad arguments or configuration."""
+    path = "microagent.json"
+    duration = -1
+    interval = 1.0
+    root = "/proc/net"
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if i + 1 >= len(argv):
+            _usage("option %s needs a value" % a)
+        v = argv[i + 1]
+        try:
+            if a == "--config":
+                path = v
+            elif a == "--duration":
+                duration = float(v)
+            elif a == "--interval":
+                interval = float(v)
+            elif a == "--proc":
+                root = v
+            else:
+                _usage("unknown option " + a)
+        except ValueError:
+            _usage("option %s needs a number" % a)
+        i += 2
+    agent = Agent()
+    try:
+        warnings = agent.load(path)
+    except OSError as e:
+        _usage("config error: %s: cannot read (%s)" % (path, e))
+    except ValueError as e:
+        _usage("config error: %s" % e)
+    pn = ProcNet(agent, root)
+    print("microagent: watching %s for device %s (%d window rules, poll %gs)" % (
+        root, agent.device, len(agent.cfg.windows), interval))
+    t0 = time.ticks_ms()
+    try:
+        while duration < 0 or time.ticks_diff(time.ticks_ms(), t0) < duration * 1000:
+            pn.poll()
+            agent.poll()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    agent.flush()
+    if pn.skipped:
+        print("microagent: /proc/net: %d unparseable lines skipped" % pn.skipped)
+    print("microagent: stopped (%d events, %d findings)" % (agent.stats["events"], agent.stats["findings"]))

