@@ -1,56 +1,34 @@
-"""The `microagent` command line."""
+"""The `microagent` command line. Each subcommand lives in its own module
+host_tools/cmd_<name>.py with add_parser(subparsers); a module that is not
+there (yet) is simply not offered."""
 import argparse
-import os
-import signal
-import subprocess
+import importlib
 import sys
 
-from . import unixport
-
-RUN_CODE = "import sys\nfrom microagent import unixmain\nunixmain.main(sys.argv[1:])"
-
-
-def cmd_run(args):
-    try:
-        lib = unixport.stage()
-    except (RuntimeError, FileNotFoundError) as e:
-        print("microagent: %s" % e, file=sys.stderr)
-        return 2
-    argv = ["--config", os.path.abspath(args.config), "--interval", str(args.interval)]
-    if args.duration is not None:
-        argv += ["--duration", str(args.duration)]
-    if args.proc:
-        argv += ["--proc", os.path.abspath(args.proc)]
-    proc = subprocess.Popen(unixport.command(RUN_CODE, argv, args.heap), env=unixport.env(lib))
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        # the terminal sent SIGINT to the whole group: let the agent finish
-        try:
-            return proc.wait(timeout=5) and 0
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return 0
+# order shown in --help
+COMMANDS = ("run", "replay", "sas", "cert", "import", "baseline")
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="microagent", description="On-device security micro-agent: host tools.")
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the agent on the unix port, watching this machine's connections")
-    r.add_argument("--config", default="boards/unix/microagent.json", help="baseline configuration (config.md)")
-    r.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C)")
-    r.add_argument("--interval", type=float, default=1.0, help="seconds between /proc/net polls (default 1)")
-    r.add_argument("--heap", default=unixport.DEFAULT_HEAP, help="micropython heap size (default 64wK, a 64 KB board)")
-    r.add_argument("--proc", help=argparse.SUPPRESS)
-    r.set_defaults(func=cmd_run)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module("host_tools.cmd_" + name)
+        except ModuleNotFoundError as e:
+            if e.name != "host_tools.cmd_" + name:
+                raise
+            continue
+        mod.add_parser(sub)
     return p
 
 
 def main(argv=None):
-    p = build_parser()
-    args = p.parse_args(argv)
-    return args.func(args)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

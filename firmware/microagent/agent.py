@@ -4,7 +4,7 @@
 # the application the agent watches must never see an exception from it.
 import json
 
-from . import alerts, config, ipaddr, platform
+from . import alerts, config, iothub, ipaddr, platform
 
 _TCP = 0
 _UDP = 1
@@ -257,6 +257,67 @@ class Agent:
                 self._open -= 1
         except Exception as e:
             self._fault("connection_closed", e)
+
+    # ---- IoT Hub MQTT events (collectors: the MQTT watcher, replay) -------
+    def mqtt_connect(self, client_id, username, password):
+        """An MQTT CONNECT was sent; a SAS-token password goes to check_sas()."""
+        if isinstance(password, (bytes, bytearray)):
+            try:
+                password = password.decode()
+            except Exception:
+                return
+        if isinstance(password, str) and password.startswith("SharedAccessSignature "):
+            self.check_sas(password)
+
+    def check_sas(self, token):
+        """Check a SAS token (expiry; signature where sas.deviceKey is set).
+        token: str. Never raises; findings go to the console and sinks."""
+        try:
+            from . import sascheck
+        except ImportError:  # a build without credential checks
+            return
+        try:
+            sascheck.check(self, token)
+        except Exception as e:
+            self._fault("check_sas", e)
+
+    def mqtt_connack(self, rc):
+        """CONNACK return code rc (int); 4 (bad credentials) and 5 (not
+        authorized) count as unauthorized operations (MQTT 3.1.1 s3.2.2.3)."""
+        if rc == 4 or rc == 5:
+            self.count(config.UNAUTHORIZED)
+
+    def mqtt_suback(self, rcs):
+        """SUBACK return code(s): int or list; 0x80 (refused) counts as an
+        unauthorized operation (MQTT 3.1.1 s3.9.3)."""
+        if isinstance(rcs, int):
+            rcs = (rcs,)
+        for rc in rcs:
+            if rc == 0x80:
+                self.count(config.UNAUTHORIZED)
+
+    def mqtt_message(self, topic, nbytes=0):
+        """An incoming PUBLISH: counts C2D, direct method or twin update.
+        Returns the iothub kind."""
+        k = iothub.incoming(topic, self.device)
+        if k == iothub.C2D:
+            self.count(config.C2D)
+        elif k == iothub.METHOD:
+            self.count(config.METHOD)
+        elif k == iothub.TWIN:
+            self.count(config.TWIN)
+        return k
+
+    def mqtt_publish(self, topic, nbytes=0):
+        """An outgoing PUBLISH: counts D2C telemetry. Returns the iothub kind."""
+        k = iothub.outgoing(topic, self.device)
+        if k == iothub.D2C:
+            self.count(config.D2C)
+        return k
+
+    def c2d_rejected(self):
+        """The application rejected a C2D message."""
+        self.count(config.REJECTED)
 
     @property
     def open_connections(self):
