@@ -38,7 +38,8 @@ class Agent:
         self._due = -1
         self.log = alerts.FoldLog(self._emit)
         self.stats = {"events": 0, "findings": 0, "faults": 0}
-        self.checks = []  # fn(agent) run at start and at each window end
+        self.checks = []  # fn(agent) run at start, at each window end and when the clock gets set
+        self._clock_unset = False
 
     # ---- configuration -------------------------------------------------
     def configure(self, doc):
@@ -139,11 +140,30 @@ class Agent:
     def poll(self):
         """Advance the clock: close ended windows and fold windows. Call it
         at least every few seconds (and at least once a day: a ticks counter
-        wraps after 2**29 ms on a board)."""
+        wraps after 2**29 ms on a board). Runs the checks again as soon as
+        a clock that was not set has been set."""
         try:
             self._tick()
+            if self._clock_unset and self.clock.time() >= platform.CLOCK_FLOOR:
+                self._run_checks()
         except Exception as e:
             self._fault("poll", e)
+
+    def utc_if_set(self):
+        """UTC seconds now, or None while the device clock reads earlier
+        than platform.CLOCK_FLOOR (never set: no expiry verdict can be
+        made). The first call that finds it unset reports one
+        clock_not_set finding; after the clock is set, a later loss of it
+        is reported again."""
+        t = self.clock.time()
+        if t < platform.CLOCK_FLOOR:
+            if not self._clock_unset:
+                self._clock_unset = True
+                self._find(t, "clock_not_set", (("value", platform.iso8601(t)),
+                                                 ("min", platform.iso8601(platform.CLOCK_FLOOR))), "clock")
+            return None
+        self._clock_unset = False
+        return t
 
     def flush(self):
         """Emit every folded repeat now (at shutdown)."""

@@ -153,3 +153,17 @@ def test_internal_fault_is_one_finding_not_an_exception():
     clk.advance(60)
     a.poll()
     assert out.brief()[-1][:2] == ("agent_error", 1)   # the folded repeat
+
+
+def test_clock_not_set_once_then_verdicts():
+    clk = ManualClock(946684800 + 3600)   # an ESP32 RTC after power-up: 2000-01-01
+    out = Lines()
+    a = Agent(clk, out)
+    a.configure({"deviceId": "dev-01"})
+    assert a.utc_if_set() is None
+    assert a.utc_if_set() is None
+    assert out.brief() == [("clock_not_set", 1, {"value": "2000-01-01T01:00:00Z", "min": "2024-01-01T00:00:00Z"})]
+    assert out.alerts()[0]["kind"] == "recommendation"
+    assert out.lines[-1].startswith("RECOMMENDATION {")
+    clk.utc0 = BASE
+    assert a.utc_if_set() == BASE
