@@ -234,8 +234,11 @@ class Agent:
     def connection_opened(self, remote, port, inbound=False):
         """A connection opened.
 
-        remote: address bytes (4 or 16), IP text, or a socket address (tuple
-        or raw sockaddr); port: int; inbound: True for an accepted connection.
+        remote: address bytes (4 or 16), IP text, or an lwIP-style
+        (host, port) tuple (its port then wins); a raw struct sockaddr is
+        ambiguous with IPv6 bytes, so decode it first with
+        ipaddr.from_sockaddr(). port: int; inbound: True for an accepted
+        connection.
         Checks the threat-intel list (both directions) and the allow list
         (outbound only), and counts it as active until connection_closed().
         """
@@ -244,8 +247,10 @@ class Agent:
             self._tick()
             if isinstance(remote, str):
                 remote = ipaddr.parse_ip(remote)
-            elif not isinstance(remote, (bytes, bytearray)) or len(remote) not in (4, 16):
+            elif isinstance(remote, tuple):
                 remote, port = ipaddr.from_sockaddr(remote)
+            elif not isinstance(remote, (bytes, bytearray)) or len(remote) not in (4, 16):
+                raise ValueError("remote must be 4 or 16 address bytes, text or (host, port)")
             elif len(remote) == 16 and remote[:12] == ipaddr._MAPPED:
                 remote = remote[12:]
             self._open += 1

@@ -3,6 +3,8 @@
 import io
 import socket as _socket
 
+from . import ipaddr
+
 
 class MonitoredSocket(io.IOBase):
     """A socket that reports its connections to an agent.
@@ -19,9 +21,22 @@ class MonitoredSocket(io.IOBase):
         self._sock = sock
         self._counted = False
 
+    def _report(self, addr, inbound):
+        # decode here: a unix-port sockaddr is 16 raw bytes, which the agent
+        # would otherwise take for an IPv6 address
+        try:
+            remote, port = ipaddr.from_sockaddr(addr)
+        except Exception as e:
+            self._agent._fault("socket", e)
+            return False
+        self._agent.connection_opened(remote, port, inbound)
+        return True
+
     def connect(self, addr):
         a = self._agent
-        a.connection_opened(addr, 0)
+        if not self._report(addr, False):
+            self._sock.connect(addr)   # unknown address family: not watched
+            return
         try:
             self._sock.connect(addr)
         except Exception:
@@ -32,8 +47,7 @@ class MonitoredSocket(io.IOBase):
     def accept(self):
         s, addr = self._sock.accept()
         w = MonitoredSocket(self._agent, s)
-        self._agent.connection_opened(addr, 0, True)
-        w._counted = True
+        w._counted = self._report(addr, True)
         return w, addr
 
     def close(self):
@@ -56,7 +70,18 @@ class MonitoredSocket(io.IOBase):
         return self._sock.write(buf)
 
     def ioctl(self, req, arg):
-        return self._sock.ioctl(req, arg)
+        # py/stream.h: MP_STREAM_POLL = 3, MP_STREAM_CLOSE = 4. A TLS layer
+        # closes and polls its underlying stream through these.
+        if req == 4:
+            self.close()
+            return 0
+        if req == 3:
+            import select
+            p = select.poll()
+            p.register(self._sock, arg)
+            r = p.poll(0)
+            return r[0][1] if r else 0
+        return -1
 
     def fileno(self):
         return self._sock.fileno()

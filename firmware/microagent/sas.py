@@ -1,0 +1,223 @@
+# IoT Hub SAS tokens ("Control access to IoT Hub with shared access
+# signatures", learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas):
+#   SharedAccessSignature sr={URL-encoded resource}&sig={URL-encoded base64
+#   HMAC-SHA256}&se={expiry, s since 1970}[&skn={policy name}]
+# sig = base64(HMAC-SHA256(base64-decoded key, sr + "\n" + se)), with sr and
+# se exactly as they appear in the token.
+# Strict on purpose: a token this module accepts is one IoT Hub would read
+# the same way. Error messages never contain the key, sig or token text.
+import binascii
+
+from .hmacsha import equal, hmac_sha256
+
+PREFIX = "SharedAccessSignature "
+_FIELDS = ("sr", "sig", "se", "skn")
+MAX_SE_DIGITS = 20  # far beyond any real expiry; bounds int() and compares
+SIG_BYTES = 32  # HMAC-SHA256
+
+
+class Token:
+    """A parsed SAS token (made by parse()).
+
+    sr: the sr value exactly as in the token (what is signed); resource: sr
+    percent-decoded, e.g. "hub.azure-devices.net/devices/dev-01"; hub,
+    device, module: parts of resource (device and module None when absent);
+    se: the se digits exactly as in the token (what is signed); sig: the
+    decoded signature (32 bytes); policy: skn, or None when absent or empty.
+    """
+
+    def __init__(self, sr, se, sig, policy):
+        self.sr = sr
+        self.se = se
+        self.sig = sig
+        self.policy = policy
+        self.resource = unquote(sr, "sr")
+        r = self.resource
+        i = r.find("/")
+        self.hub = r if i < 0 else r[:i]
+        self.device = self.module = None
+        if i >= 0 and r.startswith("devices/", i + 1):
+            seg = r[i + 9:].split("/")
+            self.device = seg[0] or None
+            if len(seg) > 2 and seg[1] == "modules":
+                self.module = seg[2] or None
+
+    def expiry(self):
+        """se as an int (UTC seconds since 1970; may be a big int)."""
+        return int(self.se)
+
+
+def _show(name):
+    # an unknown field's name is shown only when it cannot be a piece of a
+    # signature or key: 1 to 8 ASCII letters and digits
+    if 0 < len(name) <= 8:
+        for c in name:
+            if not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9"):
+                break
+        else:
+            return "'%s'" % name
+    return "(name not shown)"
+
+
+def parse(token):
+    """Parse a SAS token.
+
+    token: str "SharedAccessSignature sr=...&sig=...&se=...[&skn=...]",
+    fields in any order, each at most once; an empty skn counts as absent.
+    sr must be non-empty, se 1 to 20 decimal digits, sig the percent-encoded
+    base64 of 32 bytes (percent-decoding only: '+' stays '+').
+    Returns a Token. Raises ValueError saying what is wrong (an unknown or
+    repeated field, a missing or empty one, a bad percent-escape, base64 or
+    length); the message never quotes the token's values.
+    """
+    if not isinstance(token, str):
+        raise ValueError("SAS token must be text")
+    if not token.startswith(PREFIX):
+        raise ValueError("not a SAS token: it must start with 'SharedAccessSignature '")
+    vals = [None, None, None, None]
+    for part in token[len(PREFIX):].split("&"):
+        eq = part.find("=")
+        if eq < 0:
+            if not part:
+                raise ValueError("empty field in SAS token ('&' at an end or doubled)")
+            raise ValueError("SAS token field %s has no '='" % _show(part))
+        name = part[:eq]
+        for i in range(4):
+            if _FIELDS[i] == name:
+                break
+        else:
+            raise ValueError("unknown field %s in SAS token (allowed: sr, sig, se, skn)" % _show(name))
+        if vals[i] is not None:
+            raise ValueError("repeated field '%s' in SAS token" % name)
+        vals[i] = part[eq + 1:]
+    for i in range(3):
+        if vals[i] is None:
+            raise ValueError("SAS token has no '%s' field" % _FIELDS[i])
+        if not vals[i]:
+            raise ValueError("SAS token field '%s' is empty" % _FIELDS[i])
+    se = vals[2]
+    for c in se:
+        if not "0" <= c <= "9":
+            raise ValueError("se must be decimal digits (UTC seconds since 1970)")
+    if len(_digits(se)) > MAX_SE_DIGITS:
+        raise ValueError("se has more than %d digits" % MAX_SE_DIGITS)
+    sig = b64decode(unquote(vals[1], "sig"), "sig")
+    if len(sig) != SIG_BYTES:
+        raise ValueError("sig is %d bytes, an HMAC-SHA256 is %d" % (len(sig), SIG_BYTES))
+    return Token(vals[0], se, sig, vals[3] or None)
+
+
+def _hexval(c):
+    if 48 <= c <= 57:
+        return c - 48
+    c |= 0x20
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+def unquote(text, what="value"):
+    """Percent-decode str `text` (RFC 3986 s2.1; '+' is NOT a space) and
+    return the UTF-8 text. `what` names the field in errors. Raises
+    ValueError for a '%' not followed by two hex digits, or bytes that are
+    not UTF-8."""
+    if "%" not in text:
+        return text
+    b = text.encode()
+    out = bytearray()
+    i = 0
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c == 37:  # '%'
+            h = _hexval(b[i + 1]) if i + 1 < n else -1
+            l = _hexval(b[i + 2]) if i + 2 < n else -1
+            if h < 0 or l < 0:
+                raise ValueError("%s: bad percent-escape at character %d" % (what, i))
+            c = h * 16 + l
+            i += 3
+        else:
+            i += 1
+        out.append(c)
+    try:
+        return str(out, "utf-8")
+    except Exception:
+        raise ValueError("%s is not UTF-8 after percent-decoding" % what)
+
+
+def b64decode(text, what="value"):
+    """Decode standard base64 (RFC 4648 s4) strictly: length a multiple of
+    4, only A-Z a-z 0-9 + /, '=' only as the last one or two characters
+    (binascii.a2b_base64 would skip anything else silently). `what` names
+    the field in errors. Returns bytes; raises ValueError."""
+    n = len(text)
+    if n == 0 or n % 4:
+        raise ValueError("%s is not base64: length %d is not a multiple of 4" % (what, n))
+    for i in range(n):
+        c = text[i]
+        if not ("A" <= c <= "Z" or "a" <= c <= "z" or "0" <= c <= "9" or c == "+" or c == "/"):
+            if c == "=" and (i == n - 1 or (i == n - 2 and text[n - 1] == "=")):
+                continue
+            raise ValueError("%s is not base64 (character %d)" % (what, i))
+    return binascii.a2b_base64(text)
+
+
+def decode_key(text):
+    """The key bytes of a base64 key (a device's or policy's primary or
+    secondary key, as IoT Hub shows it). Raises ValueError."""
+    if not isinstance(text, str):
+        raise ValueError("key must be base64 text")
+    return b64decode(text, "key")
+
+
+def signature(token, key):
+    """HMAC-SHA256 (32 bytes) of token.sr + "\\n" + token.se under `key`
+    (bytes, already base64-decoded)."""
+    return hmac_sha256(key, (token.sr + "\n" + token.se).encode())
+
+
+def verify(token, key):
+    """True when token.sig is the signature under `key` (bytes, already
+    base64-decoded); compared in constant time."""
+    return equal(signature(token, key), token.sig)
+
+
+def _digits(s):
+    # decimal text without leading zeros ("0" for zero)
+    i = 0
+    while i < len(s) - 1 and s[i] == "0":
+        i += 1
+    return s[i:] if i else s
+
+
+def expired(token, now):
+    """True when the token has expired at `now` (int UTC seconds since
+    1970, >= 0): now >= se. Compares decimal text, so an se of any size
+    costs no big-int arithmetic. Raises ValueError for a negative now."""
+    if now < 0:
+        raise ValueError("now must be >= 0")
+    a = _digits(token.se)
+    b = str(now)
+    if len(a) != len(b):
+        return len(a) < len(b)
+    return a <= b
+
+
+def iso8601(utc):
+    """'YYYY-MM-DDTHH:MM:SSZ' for int UTC seconds since 1970 >= 0, without
+    the time module (no 2038 or 31-bit limit); years after 9999 are written
+    with a '+' and more digits (ISO 8601 expanded representation)."""
+    days = utc // 86400
+    s = utc - days * 86400
+    # civil_from_days (H. Hinnant), days >= 0 here
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return "%s%04d-%02d-%02dT%02d:%02d:%02dZ" % ("+" if y > 9999 else "", y, m, d,
+                                                  s // 3600, s // 60 % 60, s % 60)

@@ -1,0 +1,63 @@
+# The agent's SAS token check (alerts.md: sas_token_expired,
+# sas_token_invalid_signature). Agent.check_sas() imports this lazily, so a
+# build without credential checks simply leaves it out.
+from . import sas
+
+
+def check(agent, token):
+    """Check one SAS token the device uses, for `agent` (an Agent).
+
+    token: str. Reports sas_token_expired (details resource, expiry) when
+    the device clock is set and at or past se; with sas.deviceKey
+    configured, sas_token_invalid_signature (details resource) when sig is
+    not HMAC-SHA256(key, sr + "\\n" + se); an unparseable token is one
+    agent_error (operation "check_sas", error saying what is wrong).
+    Details never contain the key, sig or token. While the clock is not
+    set the expiry verdict waits (agent.utc_if_set() reports
+    clock_not_set) and is given by the agent's checks once it is set; only
+    the last such token's resource and se are kept.
+    """
+    try:
+        t = sas.parse(token)
+    except ValueError as e:
+        msg = "SAS token: %s" % (e,)
+        agent.report("agent_error", (("operation", "check_sas"), ("error", msg)), ("check_sas", msg))
+        return
+    now = agent.utc_if_set()
+    if now is None:
+        agent._sas_pending = (t.resource, t.se)
+        if _pending not in agent.checks:
+            agent.checks.append(_pending)
+    else:
+        agent._sas_pending = None
+        _expiry(agent, t.resource, t, now)
+    key = agent.cfg.sas_key if agent.cfg is not None else None
+    if key and not sas.verify(t, sas.decode_key(key)):
+        agent.report("sas_token_invalid_signature", (("resource", t.resource),))
+
+
+def _expiry(agent, resource, t, now):
+    if sas.expired(t, now):
+        agent.report("sas_token_expired", (("resource", resource), ("expiry", sas.iso8601(t.expiry()))))
+
+
+class _Se:
+    # the se of a token whose expiry verdict waited for the clock
+    def __init__(self, se):
+        self.se = se
+
+    def expiry(self):
+        return int(self.se)
+
+
+def _pending(agent):
+    # in agent.checks: gives the verdict a token got none for while the
+    # device clock was not set, as soon as it is set
+    p = getattr(agent, "_sas_pending", None)
+    if p is None:
+        return
+    now = agent.utc_if_set()
+    if now is None:
+        return
+    agent._sas_pending = None
+    _expiry(agent, p[0], _Se(p[1]), now)
