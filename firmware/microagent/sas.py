@@ -42,10 +42,6 @@ class Token:
             if len(seg) > 2 and seg[1] == "modules":
                 self.module = seg[2] or None
 
-    def expiry(self):
-        """se as an int (UTC seconds since 1970; may be a big int)."""
-        return int(self.se)
-
 
 def _show(name):
     # an unknown field's name is shown only when it cannot be a piece of a
@@ -190,13 +186,14 @@ def _digits(s):
     return s[i:] if i else s
 
 
-def expired(token, now):
-    """True when the token has expired at `now` (int UTC seconds since
-    1970, >= 0): now >= se. Compares decimal text, so an se of any size
-    costs no big-int arithmetic. Raises ValueError for a negative now."""
+def expired(se, now):
+    """True when a token with expiry `se` (Token.se: decimal text, UTC
+    seconds since 1970) has expired at `now` (int UTC seconds, >= 0), that
+    is now >= se. Compares decimal text, so an se of any size costs no
+    big-int arithmetic. Raises ValueError for a negative now."""
     if now < 0:
         raise ValueError("now must be >= 0")
-    a = _digits(token.se)
+    a = _digits(se)
     b = str(now)
     if len(a) != len(b):
         return len(a) < len(b)

@@ -30,24 +30,15 @@ def check(agent, token):
             agent.checks.append(_pending)
     else:
         agent._sas_pending = None
-        _expiry(agent, t.resource, t, now)
+        _expiry(agent, t.resource, t.se, now)
     key = agent.cfg.sas_key if agent.cfg is not None else None
     if key and not sas.verify(t, sas.decode_key(key)):
         agent.report("sas_token_invalid_signature", (("resource", t.resource),))
 
 
-def _expiry(agent, resource, t, now):
-    if sas.expired(t, now):
-        agent.report("sas_token_expired", (("resource", resource), ("expiry", sas.iso8601(t.expiry()))))
-
-
-class _Se:
-    # the se of a token whose expiry verdict waited for the clock
-    def __init__(self, se):
-        self.se = se
-
-    def expiry(self):
-        return int(self.se)
+def _expiry(agent, resource, se, now):
+    if sas.expired(se, now):
+        agent.report("sas_token_expired", (("resource", resource), ("expiry", sas.iso8601(int(se)))))
 
 
 def _pending(agent):
@@ -60,4 +51,4 @@ def _pending(agent):
     if now is None:
         return
     agent._sas_pending = None
-    _expiry(agent, p[0], _Se(p[1]), now)
+    _expiry(agent, p[0], p[1], now)
