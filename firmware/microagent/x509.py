@@ -112,8 +112,8 @@ def parse(buf):
     ns, ne = der.expect(mv, p, te, der.SEQUENCE)
     c.issuer_cn = _cn(mv, ns, ne)
     vs, ve = der.expect(mv, ne, te, der.SEQUENCE)  # validity
-    c.not_before, q = _time(mv, vs, ve)
-    c.not_after, q = _time(mv, q, ve)
+    c.not_before, q = read_time(mv, vs, ve)
+    c.not_after, q = read_time(mv, q, ve)
     if q != ve:
         raise DERError("bytes after notAfter at offset %d" % q)
     ns, ne = der.expect(mv, ve, te, der.SEQUENCE)
@@ -124,7 +124,7 @@ def parse(buf):
     last = 0
     while p < te:  # issuerUniqueID [1], subjectUniqueID [2], extensions [3]
         t, xs, xe = der.tlv(mv, p, te)
-        n = {0x81: 1, 0xA1: 1, 0x82: 2, 0xA2: 2, 0xA3: 3}.get(t, 0)
+        n = t & 0x1F if t in (0x81, 0xA1, 0x82, 0xA2, 0xA3) else 0
         if n <= last:
             raise DERError("unexpected tag 0x%02x in tbsCertificate at offset %d" % (t, p))
         last = n
@@ -195,9 +195,14 @@ def _digits(mv, i):
     return a * 10 + b
 
 
-def _time(mv, p, end):
-    # Time ::= UTCTime YYMMDDHHMMSSZ | GeneralizedTime YYYYMMDDHHMMSSZ
-    # (RFC 5280 4.1.2.5.1/.2). Returns ((Y, M, D, h, m, s), next offset).
+def read_time(mv, p, end):
+    """Read the Time TLV at mv[p] (before offset `end`): UTCTime
+    YYMMDDHHMMSSZ (years 50-99 are 19xx, 00-49 are 20xx) or
+    GeneralizedTime YYYYMMDDHHMMSSZ, the only forms RFC 5280 4.1.2.5.1/.2
+    allows. Returns ((Y, M, D, h, m, s), offset after the TLV). Raises
+    DERError for fractions, offsets, missing seconds, a missing Z, other
+    tags, or a date or time out of range.
+    """
     t, s, e = der.tlv(mv, p, end)
     n = e - s
     if t == der.UTC_TIME:
@@ -460,6 +465,7 @@ def _pem(src):
                 buf, lineno = _pem_cert(src, lineno)
                 found = True
                 yield buf
+                buf = None
             elif e - s > 16 and line[e - 5:e] == b"-----":
                 # another PEM block (a private key, parameters): skip it
                 skip = b"-----END " + bytes(line[s + 11:e])
@@ -500,7 +506,9 @@ def iter_certs(data):
             yield parse(c)
     else:
         for buf in _pem(_Buf(mv)):
-            yield parse(buf)
+            c = parse(buf)
+            buf = None
+            yield c
 
 
 def iter_file(path):
@@ -536,14 +544,17 @@ def iter_file(path):
                         if not r:
                             raise DERError("file shrank while reading at offset %d" % (pos + k))
                         k += r
+                    mv = None
                 head = None
-                yield parse(buf)
+                c = parse(buf)
                 buf = None
+                yield c
                 pos += total
         else:
             for buf in _pem(_File(f, size)):
-                yield parse(buf)
+                c = parse(buf)
                 buf = None
+                yield c
 
 
 def read_file(path):
