@@ -28,8 +28,9 @@ def start(cfg="microagent.json", clock=None, out=None):
     return a
 
 
-def agent():
-    """The agent start() made, or None."""
+def current():
+    """The agent start() made, or None. (Not named `agent`: that is the
+    submodule microagent.agent.)"""
     return _agent
 
 

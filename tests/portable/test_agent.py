@@ -167,3 +167,23 @@ def test_clock_not_set_once_then_verdicts():
     assert out.lines[-1].startswith("RECOMMENDATION {")
     clk.utc0 = BASE
     assert a.utc_if_set() == BASE
+
+
+def test_package_api_does_not_shadow_the_agent_module():
+    import microagent
+    from microagent import agent as agent_module
+    a = microagent.start({"deviceId": "dev-01"}, out=Lines())
+    assert microagent.current() is a
+    assert agent_module.Agent is Agent
+    assert isinstance(a, agent_module.Agent)
+
+
+def test_start_never_raises_on_bad_config():
+    import microagent
+    out = Lines()
+    a = microagent.start({"deviceId": ""}, out=out)
+    assert a.cfg is None
+    assert out.lines == ["microagent: config error: deviceId: must be a non-empty string of at most 128 characters"]
+    out2 = Lines()
+    b = microagent.start("/nonexistent/microagent.json", out=out2)
+    assert b.cfg is None and out2.lines[0].startswith("microagent: config error: ")
