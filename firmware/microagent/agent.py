@@ -39,6 +39,8 @@ class Agent:
         self.log = alerts.FoldLog(self._emit)
         self.stats = {"events": 0, "findings": 0, "faults": 0}
         self.checks = []  # fn(agent) run at start, at each window end and when the clock gets set
+        self.watchers = []  # fn(agent) run at each poll(): cheap change detection (certificate files)
+        self.certs = None  # certcheck.CertCheck once a configuration lists certificates
         self._clock_unset = False
 
     # ---- configuration -------------------------------------------------
@@ -64,6 +66,9 @@ class Agent:
         self._plan()
         for w in cfg.warnings:
             self.out("microagent: warning: " + w)
+        if cfg.certificates and self.certs is None:
+            from . import certcheck  # only boards with certificates to check load it
+            self.certs = certcheck.CertCheck(self)
         self._run_checks()
         return cfg.warnings
 
@@ -146,6 +151,8 @@ class Agent:
             self._tick()
             if self._clock_unset and self.clock.time() >= platform.CLOCK_FLOOR:
                 self._run_checks()
+            for fn in self.watchers:
+                fn(self)
         except Exception as e:
             self._fault("poll", e)
 
@@ -293,6 +300,19 @@ class Agent:
                 return
         if isinstance(password, str) and password.startswith("SharedAccessSignature "):
             self.check_sas(password)
+
+    def check_cert(self, der, expected=None, label="tls", depth=0):
+        """Check a peer certificate's DER (bytes, or the memoryview
+        tls.SSLContext.verify_callback passes): validity, and the SHA-1/
+        SHA-256 thumbprint where `expected` is given (see
+        certcheck.check_peer; certcheck.PeerWatch is a ready-made
+        verify_callback). Returns the x509.Certificate or None. Never
+        raises."""
+        try:
+            from . import certcheck
+            return certcheck.check_peer(self, der, expected, label, depth)
+        except Exception as e:
+            self._fault("check_cert", e)
 
     def check_sas(self, token):
         """Check a SAS token (expiry; signature where sas.deviceKey is set).
