@@ -67,8 +67,11 @@ class Agent:
         for w in cfg.warnings:
             self.out("microagent: warning: " + w)
         if cfg.certificates and self.certs is None:
-            from . import certcheck  # only boards with certificates to check load it
-            self.certs = certcheck.CertCheck(self)
+            try:
+                from . import certcheck  # only boards with certificates to check load it
+                self.certs = certcheck.CertCheck(self)
+            except ImportError:
+                self.out("microagent: warning: certificates: microagent.certcheck is not installed; not checked")
         self._run_checks()
         return cfg.warnings
 
