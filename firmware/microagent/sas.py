@@ -67,7 +67,7 @@ def parse(token):
     length); the message never quotes the token's values.
     """
     if not isinstance(token, str):
-        raise ValueError("SAS token must be text")
+        raise ValueError("not text (%s)" % type(token).__name__)
     if not token.startswith(PREFIX):
         raise ValueError("not a SAS token: it must start with 'SharedAccessSignature '")
     vals = [None, None, None, None]
@@ -75,22 +75,22 @@ def parse(token):
         eq = part.find("=")
         if eq < 0:
             if not part:
-                raise ValueError("empty field in SAS token ('&' at an end or doubled)")
-            raise ValueError("SAS token field %s has no '='" % _show(part))
+                raise ValueError("empty field ('&' at an end or doubled)")
+            raise ValueError("field %s has no '='" % _show(part))
         name = part[:eq]
         for i in range(4):
             if _FIELDS[i] == name:
                 break
         else:
-            raise ValueError("unknown field %s in SAS token (allowed: sr, sig, se, skn)" % _show(name))
+            raise ValueError("unknown field %s (allowed: sr, sig, se, skn)" % _show(name))
         if vals[i] is not None:
-            raise ValueError("repeated field '%s' in SAS token" % name)
+            raise ValueError("repeated field '%s'" % name)
         vals[i] = part[eq + 1:]
     for i in range(3):
         if vals[i] is None:
-            raise ValueError("SAS token has no '%s' field" % _FIELDS[i])
+            raise ValueError("no '%s' field" % _FIELDS[i])
         if not vals[i]:
-            raise ValueError("SAS token field '%s' is empty" % _FIELDS[i])
+            raise ValueError("field '%s' is empty" % _FIELDS[i])
     se = vals[2]
     for c in se:
         if not "0" <= c <= "9":
