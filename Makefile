@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench venv stage clean
+.PHONY: run test bench venv stage deps clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,18 @@ venv: $(STAMP)
 stage: $(STAMP)
 	$(BIN)/python -c "from host_tools import unixport; print(unixport.stage())"
 
-run: $(STAMP)
+# third-party MicroPython libraries (umqtt.simple) into build/unix/lib:
+# fetched from PyPI, checked against host_tools/deps.json
+deps: $(STAMP)
+	$(BIN)/python -m host_tools.deps
+
+run: $(STAMP) deps
 	$(BIN)/microagent run --config boards/unix/microagent.json
 
-test: $(STAMP)
+test: $(STAMP) deps
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) deps
 	$(BIN)/python -m bench
 
 clean:
