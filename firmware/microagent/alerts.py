@@ -27,6 +27,10 @@ CATALOGUE = {
     "cert_expiring": ("X.509 certificate expires soon", "recommendation", "low"),
     "clock_not_set": ("Device clock is not set", "recommendation", "low"),
     "agent_error": ("Security agent internal error", "alert", "low"),
+    # IoT Hub MQTT watcher (docs/mqtt.md)
+    "mqtt_malformed": ("Malformed IoT Hub MQTT message", "alert", "low"),
+    "mqtt_unexpected": ("MQTT message the device did not ask for", "alert", "medium"),
+    "config_refused": ("Security agent configuration refused", "alert", "low"),
 }
 
 
