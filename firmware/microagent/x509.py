@@ -421,7 +421,7 @@ def _pem_cert(src, lineno):
             # what the rest of the input can still decode to, at most
             room = len(head) + (src.left() * 3) // 4
             if total > room:
-                raise DERError("PEM: DER length %d runs past the end (at most %d bytes left)" % (total, room))
+                raise DERError("PEM: DER length %d runs past the end (the input holds at most %d bytes)" % (total, room))
             if total < len(head):
                 raise DERError("PEM: %d bytes after the certificate" % (len(head) - total))
             out = bytearray(total)
