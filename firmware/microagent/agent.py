@@ -363,6 +363,18 @@ class Agent:
             self.count(config.D2C)
         return k
 
+    def watch(self, client, **kw):
+        """Watch the app's umqtt.simple-compatible MQTT client in place
+        (mqttwatch.watch: counting, security messages, config from the
+        twin). Returns the mqttwatch.Watch, or None when the client cannot
+        be watched (one agent_error finding)."""
+        try:
+            from . import mqttwatch
+            return mqttwatch.watch(self, client, **kw)
+        except Exception as e:
+            self._fault("watch", e)
+            return None
+
     def c2d_rejected(self):
         """The application rejected a C2D message."""
         self.count(config.REJECTED)
