@@ -18,6 +18,7 @@ def cmd_run(args):
     argv = ["--config", os.path.abspath(args.config), "--interval", str(args.interval)]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]
+    argv += ["--max-connections", str(args.max_connections)]
     if args.proc:
         argv += ["--proc", os.path.abspath(args.proc)]
     proc = subprocess.Popen(unixport.command(CODE, argv, args.heap), env=unixport.env(lib))
@@ -39,6 +40,8 @@ def add_parser(sub):
     r.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C)")
     r.add_argument("--interval", type=float, default=1.0, help="seconds between /proc/net polls (default 1)")
     r.add_argument("--heap", default=unixport.DEFAULT_HEAP, help="micropython heap size (default 64wK, a 64 KB board)")
+    r.add_argument("--max-connections", type=int, default=512,
+                   help="most connections tracked at once; more are counted, not tracked (default 512)")
     r.add_argument("--proc", help=argparse_suppress())
     r.set_defaults(func=cmd_run)
 

@@ -2,6 +2,7 @@
 # turns what changed into connection_opened/closed events, so the agent can
 # watch the whole machine (proc(5), "/proc/net/tcp").
 import sys
+from array import array
 
 # TCP states that hold a connection (include/net/tcp_states.h): ESTABLISHED,
 # SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING.
@@ -60,78 +61,181 @@ def _zero(a):
     return True
 
 
+class SocketTable:
+    """A fixed-capacity set of socket keys (non-zero ints) with a poll
+    generation each: open addressing with linear probing and backward-shift
+    deletion, all memory taken once at start, so a busy machine can neither
+    grow nor fragment the heap (a dict resize needs one large free block).
+
+    SocketTable(capacity): holds up to `capacity` keys.
+    """
+
+    def __init__(self, capacity):
+        size = 8
+        while size < 2 * capacity:
+            size <<= 1
+        self.capacity = capacity
+        self.mask = size - 1
+        self.keys = array("q", bytes(8 * size))
+        self.gens = bytearray(size)
+        self.stale = array("q", bytes(8 * capacity))
+        self.count = 0
+
+    def _home(self, k):
+        return (k ^ (k >> 13) ^ (k >> 29)) & self.mask
+
+    def mark(self, k, gen):
+        """Set k's generation; returns True if k was present, False if it
+        was added, None if it is absent and the table is full."""
+        keys = self.keys
+        i = self._home(k)
+        while True:
+            v = keys[i]
+            if v == k:
+                self.gens[i] = gen
+                return True
+            if v == 0:
+                break
+            i = (i + 1) & self.mask
+        if self.count >= self.capacity:
+            return None
+        keys[i] = k
+        self.gens[i] = gen
+        self.count += 1
+        return False
+
+    def sweep(self, gen):
+        """Remove every key not marked with `gen`; returns how many."""
+        keys = self.keys
+        gens = self.gens
+        n = 0
+        for i in range(len(keys)):
+            if keys[i] and gens[i] != gen:
+                self.stale[n] = keys[i]
+                n += 1
+        for j in range(n):
+            self._delete(self.stale[j])
+        return n
+
+    def _delete(self, k):
+        keys = self.keys
+        mask = self.mask
+        i = self._home(k)
+        while keys[i] != k:
+            if keys[i] == 0:
+                return
+            i = (i + 1) & mask
+        j = i
+        while True:
+            keys[i] = 0
+            while True:
+                j = (j + 1) & mask
+                if keys[j] == 0:
+                    self.count -= 1
+                    return
+                h = self._home(keys[j])
+                # keys[j] may stay unless its home lies cyclically in (i, j]
+                if (i < h <= j) if i <= j else (h > i or h <= j):
+                    continue
+                break
+            keys[i] = keys[j]
+            self.gens[i] = self.gens[j]
+            i = j
+
+
 class ProcNet:
     """Watch this machine's sockets through /proc/net.
 
-    ProcNet(agent, root="/proc/net"). poll() reads the four tables and
-    reports each connection that appeared (agent.connection_opened) and
-    disappeared (agent.connection_closed). A TCP connection whose local port
-    is a listening port is inbound, any other outbound; a UDP socket counts
-    only when connected (it has a remote address). Unparseable lines are
-    skipped and counted in `skipped`. Connections shorter than the poll
-    interval can be missed: use the socket wrapper where that matters.
+    ProcNet(agent, root="/proc/net", limit=512). poll() reads the four
+    tables and reports each connection that appeared
+    (agent.connection_opened) and disappeared (agent.connection_closed).
+    A TCP connection whose local port is a listening port is inbound, any
+    other outbound; a UDP socket counts only when connected (it has a
+    remote address). Unparseable lines are skipped and counted in
+    `skipped`; connections beyond `limit` are not tracked (nor counted as
+    active); `untracked` is the most seen in one poll (memory is fixed by
+    `limit` at start, never by the machine). Connections shorter than the poll interval can be
+    missed: use the socket wrapper where that matters.
     """
 
     TABLES = (("tcp", 0), ("tcp6", 0), ("udp", 1), ("udp6", 1))
 
-    def __init__(self, agent, root="/proc/net", limit=4096):
+    def __init__(self, agent, root="/proc/net", limit=512):
         self.agent = agent
         self.root = root
-        self.limit = limit  # most connections tracked (bounded state)
+        self.limit = limit
         self.skipped = 0
+        self.untracked = 0
         self.missing = []
-        self._seen = {}
+        self._table = SocketTable(limit)
+        self._gen = 0
 
-    def _read(self):
-        rows = []
-        listen = {}
-        for name, udp in self.TABLES:
-            try:
-                f = open(self.root + "/" + name)
-            except OSError:
-                if name not in self.missing:
-                    self.missing.append(name)
-                continue
-            try:
-                f.readline()  # header
-                while True:
-                    line = f.readline()
-                    if not line:
-                        break
+    def _lines(self, name):
+        try:
+            f = open(self.root + "/" + name)
+        except OSError:
+            if name not in self.missing:
+                self.missing.append(name)
+            return
+        try:
+            f.readline()  # header
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                yield line
+        finally:
+            f.close()
+
+    def _listen_ports(self):
+        ports = {}
+        for name in ("tcp", "tcp6"):
+            for line in self._lines(name):
+                f = line.split()
+                # state is field 3; only LISTEN rows matter in this pass
+                if len(f) > 3 and f[3] == "0A":
                     try:
-                        la, lp, ra, rp, st, ino = parse_line(line)
-                    except (ValueError, IndexError):
-                        self.skipped += 1
-                        continue
-                    if udp:
-                        if rp and not _zero(ra):
-                            rows.append((name, la, lp, ra, rp, False))
-                    elif st == LISTEN:
-                        listen[lp] = 1
-                    elif st in _OPEN:
-                        rows.append((name, la, lp, ra, rp, None))
-            finally:
-                f.close()
-        return rows, listen
+                        ports[_endpoint(f[1])[1]] = 1
+                    except ValueError:
+                        pass
+        return ports
 
     def poll(self):
-        """Read the tables once and report what changed. Never raises."""
+        """Read the tables once and report what changed. Never raises: a
+        fault (MemoryError included) is one agent_error finding and the
+        tracked state stays as it was."""
         try:
-            rows, listen = self._read()
+            self._poll()
         except Exception as e:
             self.agent._fault("procnet", e)
-            return
-        cur = {}
-        for name, la, lp, ra, rp, inbound in rows:
-            key = (name, la, lp, ra, rp)
-            cur[key] = 1
-            if key in self._seen or len(self._seen) >= self.limit:
-                continue
-            self._seen[key] = 1
-            if inbound is None:
-                inbound = lp in listen
-            self.agent.connection_opened(ra, rp, inbound)
-        gone = [k for k in self._seen if k not in cur]
-        for k in gone:
-            del self._seen[k]
+
+    def _poll(self):
+        listen = self._listen_ports()
+        gen = self._gen = (self._gen + 1) & 0xFF
+        table = self._table
+        over = 0
+        for name, udp in self.TABLES:
+            for line in self._lines(name):
+                try:
+                    la, lp, ra, rp, st, ino = parse_line(line)
+                except (ValueError, IndexError):
+                    self.skipped += 1
+                    continue
+                if udp:
+                    if not rp or _zero(ra):
+                        continue
+                elif st not in _OPEN:
+                    continue
+                # the inode names a live socket; entries without one
+                # (orphans, embryonic) get a negative key from their endpoints
+                f = line.split()
+                key = ino if ino else -2 - (hash(name + f[1] + f[2]) & 0xFFFFFF)
+                seen = table.mark(key, gen)
+                if seen is None:
+                    over += 1
+                elif not seen:
+                    self.agent.connection_opened(ra, rp, False if udp else lp in listen)
+        if over > self.untracked:
+            self.untracked = over
+        for i in range(table.sweep(gen)):
             self.agent.connection_closed()

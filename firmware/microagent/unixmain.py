@@ -13,12 +13,14 @@ def _usage(msg):
 
 
 def main(argv):
-    """argv: [--config PATH] [--duration S] [--interval S] [--proc DIR].
+    """argv: [--config PATH] [--duration S] [--interval S] [--proc DIR]
+    [--max-connections N].
     Exits 0 when done or on Ctrl-C, 2 for bad arguments or configuration."""
     path = "microagent.json"
     duration = -1
     interval = 1.0
     root = "/proc/net"
+    limit = 512
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -34,6 +36,8 @@ def main(argv):
                 interval = float(v)
             elif a == "--proc":
                 root = v
+            elif a == "--max-connections":
+                limit = int(v)
             else:
                 _usage("unknown option " + a)
         except ValueError:
@@ -46,7 +50,7 @@ def main(argv):
         _usage("config error: %s: cannot read (%s)" % (path, e))
     except ValueError as e:
         _usage("config error: %s" % e)
-    pn = ProcNet(agent, root)
+    pn = ProcNet(agent, root, limit)
     print("microagent: watching %s for device %s (%d window rules, poll %gs)" % (
         root, agent.device, len(agent.cfg.windows), interval))
     t0 = time.ticks_ms()
@@ -60,4 +64,6 @@ def main(argv):
     agent.flush()
     if pn.skipped:
         print("microagent: /proc/net: %d unparseable lines skipped" % pn.skipped)
+    if pn.untracked:
+        print("microagent: /proc/net: up to %d connections beyond --max-connections %d were not tracked" % (pn.untracked, pn.limit))
     print("microagent: stopped (%d events, %d findings)" % (agent.stats["events"], agent.stats["findings"]))

@@ -78,3 +78,76 @@ def test_collector_reports_changes_and_direction():
     for f in ("tcp", "udp"):
         os.remove(d + "/" + f)
     os.rmdir(d)
+
+
+def test_limit_bounds_state_and_inode_less_entries():
+    import os
+    import random
+    d = "/tmp/ma_procnet_%d" % random.getrandbits(24)
+    os.mkdir(d)
+    row = "   %d: 0100007F:%04X 4200007F:01BB 01 00000000:00000000 00:00000000 00000000  1000        0 %d 1 0000000000000000 20 4 30 10 -1"
+    # two embryonic entries without inode (0), keyed by their endpoints
+    _write(d + "/tcp", [row % (0, 0xC000, 0), row % (1, 0xC001, 0), row % (2, 0xC002, 77)])
+    a = _Agent()
+    pn = procnet.ProcNet(a, d, limit=2)
+    pn.poll()
+    assert len(a.events) == 2 and pn.untracked == 1
+    pn.poll()
+    assert len(a.events) == 2 and pn.untracked == 1
+    _write(d + "/tcp", [row % (1, 0xC001, 0)])
+    pn.poll()
+    assert a.events[2:] == [("close",)]
+    assert pn.missing == ["tcp6", "udp", "udp6"]
+    os.remove(d + "/tcp")
+    os.rmdir(d)
+
+
+def test_fault_while_polling_is_reported_not_raised():
+    class Broken(_Agent):
+        def __init__(self):
+            _Agent.__init__(self)
+            self.faults = []
+
+        def connection_opened(self, ra, rp, inbound):
+            raise MemoryError("memory allocation failed")
+
+        def _fault(self, where, e):
+            self.faults.append((where, type(e).__name__))
+    import os
+    import random
+    d = "/tmp/ma_procnet_%d" % random.getrandbits(24)
+    os.mkdir(d)
+    _write(d + "/tcp", [TCP4])
+    a = Broken()
+    pn = procnet.ProcNet(a, d)
+    pn.poll()
+    assert a.faults == [("procnet", "MemoryError")]
+    os.remove(d + "/tcp")
+    os.rmdir(d)
+
+
+def test_socket_table_against_a_set():
+    import random
+    t = procnet.SocketTable(64)
+    ref = {}
+    gen = 0
+    for rounds in range(40):
+        gen = (gen + 1) & 0xFF
+        # keep some, drop some, add some (colliding keys included)
+        keep = [k for k in ref if random.getrandbits(2)]
+        new = [random.getrandbits(20) * 2048 + 1 for i in range(random.getrandbits(4))]
+        new += [-2 - random.getrandbits(5) for i in range(2)]
+        cur = {}
+        for k in keep + new:
+            r = t.mark(k, gen)
+            if r is None:
+                assert t.count == 64 and k not in ref and k not in cur
+            else:
+                assert r == (k in ref or k in cur)
+                cur[k] = 1
+        removed = t.sweep(gen)
+        assert removed == len([k for k in ref if k not in cur])
+        ref = cur
+        assert t.count == len(ref)
+        for k in ref:
+            assert t.mark(k, gen) is True
