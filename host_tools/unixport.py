@@ -45,7 +45,8 @@ def stage(dest=BUILD_LIB, compile_mpy=True):
     error."""
     dest = Path(dest)
     wanted = set()
-    for src in sorted(FIRMWARE.rglob("*.py")):
+    # the package only: firmware/manifest.py is for firmware builds
+    for src in sorted((FIRMWARE / "microagent").rglob("*.py")):
         rel = src.relative_to(FIRMWARE)
         out = dest / (rel.with_suffix(".mpy") if compile_mpy else rel)
         wanted.add(out)
