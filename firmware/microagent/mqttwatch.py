@@ -89,6 +89,40 @@ def topic_matches(f, t):
     return j == nt
 
 
+def incoming(t, device, c2d=None):
+    """Kind of an incoming topic t (bytes) for device id `device` (str):
+    iothub.C2D, METHOD, TWIN, TWIN_RES, OTHER, FOREIGN or MALFORMED — the
+    same answer as iothub.incoming() on its text, without allocating for
+    this device's C2D topics (c2d: the precomputed
+    b"devices/<id>/messages/devicebound"). Invalid UTF-8 outside a C2D
+    topic is MALFORMED."""
+    if c2d is None:
+        c2d = b"devices/" + device.encode() + b"/messages/devicebound"
+    if t.startswith(c2d):
+        n = len(c2d)
+        if len(t) == n or t[n] == _SL:
+            return iothub.C2D
+    if t.startswith(_METHODS):
+        q = t.find(b"/?$rid=", 21)
+        if q <= 21 or t.find(b"/", 21) != q:
+            return iothub.MALFORMED
+    elif t.startswith(_DESIRED):
+        v = len(_DESIRED)
+        if not t.startswith(b"?$version=", v) or len(t) == v + 10:
+            return iothub.MALFORMED
+        for i in range(v + 10, len(t)):
+            if not 48 <= t[i] <= 57:
+                return iothub.MALFORMED
+        return iothub.TWIN
+    elif not t.startswith(_TWINRES) and not t.startswith(b"devices/"):
+        return iothub.OTHER
+    try:
+        s = bytes(t).decode()
+    except Exception:
+        return iothub.MALFORMED
+    return iothub.incoming(s, device)
+
+
 def _text(t, n=96):
     # a topic for a finding: text, invalid UTF-8 shown as \xNN, cut to n
     t = bytes(t[:n])
@@ -366,35 +400,8 @@ class Watch:
         return iothub.OTHER
 
     def classify(self, t):
-        """Kind of an incoming topic (bytes) for this device: iothub.C2D,
-        METHOD, TWIN, TWIN_RES, OTHER, FOREIGN or MALFORMED — the same
-        answer as iothub.incoming() on its text, without allocating for
-        this device's C2D topics. Invalid UTF-8 outside a C2D property
-        bag is MALFORMED."""
-        c = self._c2d
-        if t.startswith(c):
-            n = len(c)
-            if len(t) == n or t[n] == _SL:
-                return iothub.C2D
-        if t.startswith(_METHODS):
-            q = t.find(b"/?$rid=", 21)
-            if q <= 21 or t.find(b"/", 21) != q:
-                return iothub.MALFORMED
-        elif t.startswith(_DESIRED):
-            v = len(_DESIRED)
-            if not t.startswith(b"?$version=", v) or len(t) == v + 10:
-                return iothub.MALFORMED
-            for i in range(v + 10, len(t)):
-                if not 48 <= t[i] <= 57:
-                    return iothub.MALFORMED
-            return iothub.TWIN
-        elif not t.startswith(_TWINRES) and not t.startswith(b"devices/"):
-            return iothub.OTHER
-        try:
-            s = bytes(t).decode()
-        except Exception:
-            return iothub.MALFORMED
-        return iothub.incoming(s, self._device)
+        """Kind of an incoming topic (bytes) for this device; see incoming()."""
+        return incoming(t, self._device, self._c2d)
 
     def _subscribed(self, t):
         for kind, f, g in self._filters:

@@ -78,7 +78,7 @@ def dropped_event(n, utc):
     return ('{"EventType":"Diagnostic","Category":"Triggered","Name":"SecurityMessagesDropped","IsEmpty":false,'
             '"PayloadSchemaVersion":"1.0","Id":"%s","TimestampLocal":"%s","TimestampUTC":"%s",'
             '"Payload":[{"Message":"%d findings dropped: the security-message queue was full","Severity":"Warning","Count":%d}]}'
-            % (event_id(), ts, ts, n, n, n))
+            % (event_id(), ts, ts, n, n))
 
 
 def message(device, events):
