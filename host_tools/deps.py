@@ -8,6 +8,9 @@ with mpy-cross into the lib folder, as a board's /lib would hold them. The
 downloaded archive is cached in build/cache/ so a second run needs no
 network. Nothing third-party is ever copied into this repository.
 
+Our own shims those libraries need go along: firmware/ussl.py (the `ussl`
+module umqtt.simple 1.3.4 imports, which MicroPython >= 1.23 lacks).
+
     python -m host_tools.deps [LIBDIR]     (default build/unix/lib)
 """
 import hashlib
@@ -22,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PINS = Path(__file__).resolve().parent / "deps.json"
 CACHE = REPO / "build" / "cache"
+SHIMS = (REPO / "firmware" / "ussl.py",)
 
 
 class DepsError(RuntimeError):
@@ -101,7 +105,7 @@ def install(lib=None, cache=CACHE, compile_mpy=True):
     """Put every pinned library into `lib` (default build/unix/lib): each
     listed archive member becomes lib/<dest> compiled to .mpy (or copied as
     .py with compile_mpy=False). Only what is missing or older than the
-    archive is rebuilt. Returns the list of files written or kept (Path).
+    archive is rebuilt; the SHIMS likewise. Returns the list of files written or kept (Path).
     Raises DepsError (fetch/verify/unpack) or OSError."""
     if lib is None:
         from host_tools import unixport
@@ -129,6 +133,16 @@ def install(lib=None, cache=CACHE, compile_mpy=True):
                 _compile(data, rel.as_posix(), out)
             else:
                 out.write_bytes(data)
+    for src in SHIMS:
+        out = lib / (src.stem + (".mpy" if compile_mpy else ".py"))
+        done.append(out)
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        lib.mkdir(parents=True, exist_ok=True)
+        if compile_mpy:
+            _compile(src.read_bytes(), src.name, out)
+        else:
+            out.write_bytes(src.read_bytes())
     return done
 
 
