@@ -52,3 +52,13 @@ def test_days_from_civil_matches_calendar(ts):
     if 1 <= t.tm_year <= 9999 and ts >= -62135596800:
         text = "%04d-%02d-%02dT%02d:%02d:%02dZ" % t[:6]
         assert platform.parse_iso8601(text) == calendar.timegm(t)
+
+
+@given(st.integers(-62135596800, 253402300799))
+def test_iso8601_matches_gmtime(ts):
+    assert platform.iso8601(ts) == "%04d-%02d-%02dT%02d:%02d:%02dZ" % _time.gmtime(ts)[:6]
+
+
+def test_iso8601_beyond_2038_and_9999():
+    assert platform.iso8601(2**31) == "2038-01-19T03:14:08Z"
+    assert platform.iso8601(253402300800) == "+10000-01-01T00:00:00Z"

@@ -43,9 +43,23 @@ class Clock:
 
 
 def iso8601(utc):
-    """'YYYY-MM-DDTHH:MM:SSZ' for int UTC seconds since 1970."""
-    t = time.gmtime(utc - EPOCH_OFFSET)
-    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (t[0], t[1], t[2], t[3], t[4], t[5])
+    """'YYYY-MM-DDTHH:MM:SSZ' for int UTC seconds since 1970, by integer
+    arithmetic (H. Hinnant's civil_from_days), not time.gmtime: no 2038 or
+    31-bit limit on a board, any epoch. Years after 9999 are written with a
+    '+' and more digits (ISO 8601 expanded representation)."""
+    days = utc // 86400
+    s = utc - days * 86400
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return "%s%04d-%02d-%02dT%02d:%02d:%02dZ" % ("+" if y > 9999 else "", y, m, d,
+                                                  s // 3600, s // 60 % 60, s % 60)
 
 
 _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)

@@ -8,6 +8,7 @@
 # the same way. Error messages never contain the key, sig or token text.
 import binascii
 
+from . import platform
 from .hmacsha import equal, hmac_sha256
 
 PREFIX = "SharedAccessSignature "
@@ -200,21 +201,6 @@ def expired(se, now):
     return a <= b
 
 
-def iso8601(utc):
-    """'YYYY-MM-DDTHH:MM:SSZ' for int UTC seconds since 1970 >= 0, without
-    the time module (no 2038 or 31-bit limit); years after 9999 are written
-    with a '+' and more digits (ISO 8601 expanded representation)."""
-    days = utc // 86400
-    s = utc - days * 86400
-    # civil_from_days (H. Hinnant), days >= 0 here
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if m <= 2 else 0)
-    return "%s%04d-%02d-%02dT%02d:%02d:%02dZ" % ("+" if y > 9999 else "", y, m, d,
-                                                  s // 3600, s // 60 % 60, s % 60)
+# one formatter for the whole agent: platform.iso8601 (integer arithmetic,
+# no 2038 or 31-bit limit)
+iso8601 = platform.iso8601
