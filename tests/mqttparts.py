@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+# Debian's mosquitto package ships the plugin in the multiarch lib folder
+DYNSEC = (sorted(__import__("glob").glob("/usr/lib/*/mosquitto_dynamic_security.so")) or
+          ["/usr/lib/mosquitto_dynamic_security.so"])[0]
 LOOPBACK = "127.0.0.1"
 
 
@@ -90,23 +93,53 @@ class PKI:
 
 
 # ---- mosquitto ---------------------------------------------------------------
+def _dynsec_doc(users):
+    # mosquitto 2.0 dynamic-security.json: PBKDF2-HMAC-SHA512 password
+    # hashes (64 bytes) with a 12-byte salt, base64; one role per user
+    import base64
+    import hashlib
+    clients, roles = [], []
+    for name, (password, acls) in users.items():
+        salt = os.urandom(12)
+        h = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+        clients.append({"username": name, "password": base64.b64encode(h).decode(),
+                        "salt": base64.b64encode(salt).decode(), "iterations": 101,
+                        "roles": [{"rolename": "r-" + name}]})
+        roles.append({"rolename": "r-" + name, "acls": [
+            {"acltype": t, "topic": topic, "priority": 0, "allow": True} for t, topic in acls]})
+    return {"defaultACLAccess": {"publishClientSend": False, "publishClientReceive": True,
+                                 "subscribe": False, "unsubscribe": True},
+            "clients": clients, "groups": [], "roles": roles}
+
+
 class Broker:
     """mosquitto on loopback with a plain listener (`port`) and, given a
     PKI, a TLS listener (`tls_port`) that requires a client certificate
     from the test CA (X.509 client authentication, as IoT Hub does).
     `passwords`: {username: password} turns authentication on for the
     plain listener (CONNACK 5 for a wrong one); `acl`: text of an ACL file
-    (SUBACK 0x80 for a denied subscription)."""
+    (mosquitto's acl_file filters delivery but grants every SUBSCRIBE);
+    `dynsec`: {username: (password, [(acltype, topic), ...])} puts
+    mosquitto's dynamic-security plugin on the plain listener instead,
+    which authenticates and refuses a SUBSCRIBE no role allows with SUBACK
+    0x80 (MQTT 3.1.1 s3.9.3)."""
 
-    def __init__(self, folder, pki=None, passwords=None, acl=None):
+    def __init__(self, folder, pki=None, passwords=None, acl=None, dynsec=None):
         self.dir = Path(folder)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.tls_port = free_port() if pki else None
-        lines = ["per_listener_settings true", "persistence false", "log_dest file %s" % (self.dir / "mosquitto.log"),
+        import pwd
+        # as root, mosquitto would drop to user "mosquitto", who cannot read
+        # pytest's private temporary folders
+        lines = ["user %s" % pwd.getpwuid(os.geteuid()).pw_name, "per_listener_settings true", "persistence false", "log_dest file %s" % (self.dir / "mosquitto.log"),
                  "log_type all", "max_packet_size 1048576",
                  "listener %d %s" % (self.port, LOOPBACK)]
-        if passwords:
+        if dynsec:
+            ds = self.dir / "dynamic-security.json"
+            ds.write_text(json.dumps(_dynsec_doc(dynsec)))
+            lines += ["plugin %s" % DYNSEC, "plugin_opt_config_file %s" % ds]
+        elif passwords:
             pw = self.dir / "passwd"
             pw.write_text("".join("%s:%s\n" % kv for kv in passwords.items()))
             os.chmod(pw, 0o600)
@@ -316,3 +349,120 @@ def without_time(a):
     b = dict(a)
     del b["time"]
     return b
+
+
+# ---- a broker that misbehaves on purpose -----------------------------------------
+def _read_packet(conn):
+    """(first byte, body) of one MQTT packet from a socket, or None at EOF."""
+    h = conn.recv(1)
+    if not h:
+        return None
+    n, shift = 0, 0
+    while True:
+        b = conn.recv(1)
+        if not b:
+            return None
+        n |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            break
+        shift += 7
+    body = b""
+    while len(body) < n:
+        chunk = conn.recv(n - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return h[0], body
+
+
+def publish_packet(topic, payload, qos=0, pid=1):
+    """The bytes of an MQTT 3.1.1 PUBLISH (topic: bytes or str)."""
+    t = topic.encode() if isinstance(topic, str) else topic
+    var = len(t).to_bytes(2, "big") + t + (pid.to_bytes(2, "big") if qos else b"")
+    body = var + payload
+    n = len(body)
+    rl = b""
+    while True:
+        d = n & 0x7F
+        n >>= 7
+        rl += bytes([d | (0x80 if n else 0)])
+        if not n:
+            break
+    return bytes([0x30 | (qos << 1)]) + rl + body
+
+
+class FakeBroker:
+    """A tiny MQTT 3.1.1 server on loopback for what a real broker never
+    does: connection i answers CONNECT and `subscribes` SUBSCRIBEs, then
+    sends scripts[i] (bytes) and closes, or stays open (answering
+    PINGREQ and SUBSCRIBE) when the script is followed by keep=True.
+    scripts: list of (bytes, keep). Records the PUBLISH topics it got."""
+
+    def __init__(self, scripts, subscribes):
+        self.scripts = scripts
+        self.subscribes = subscribes
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.published = []
+        self.connections = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._serve, daemon=True)
+        self._t.start()
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            i = self.connections
+            self.connections += 1
+            try:
+                self._session(conn, self.scripts[min(i, len(self.scripts) - 1)])
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def _session(self, conn, script):
+        data, keep = script
+        conn.settimeout(10)
+        p = _read_packet(conn)
+        if p is None or p[0] != 0x10:
+            return
+        conn.sendall(b"\x20\x02\x00\x00")
+        subs = 0
+        while subs < self.subscribes:
+            p = _read_packet(conn)
+            if p is None:
+                return
+            if p[0] & 0xF0 == 0x80:
+                subs += 1
+                conn.sendall(b"\x90\x03" + p[1][:2] + b"\x00")
+        conn.sendall(data)
+        if not keep:
+            return
+        conn.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                p = _read_packet(conn)
+            except socket.timeout:
+                continue
+            if p is None:
+                return
+            if p[0] & 0xF0 == 0x30:
+                tl = int.from_bytes(p[1][:2], "big")
+                self.published.append(p[1][2:2 + tl].decode("utf-8", "replace"))
+            elif p[0] == 0xC0:
+                conn.sendall(b"\xd0\x00")
+            elif p[0] & 0xF0 == 0x80:
+                conn.sendall(b"\x90\x03" + p[1][:2] + b"\x00")
+
+    def close(self):
+        self._stop.set()
+        self._t.join(5)
+        self.sock.close()
