@@ -1,0 +1,428 @@
+"""`microagent replay FILE... [--check] [--heap SIZE] [--json]`: scenario
+files (../shared/spec/scenario.md) through the real agent on the
+MicroPython unix port.
+
+The host reads each file line by line (host_tools/scenario.py validates
+every line and names the file and line of a problem) and pipes the events,
+one short line each, to `micropython -c "from microagent import replay;
+replay.main()"` running in a temporary directory that is the device's
+filesystem; that process runs the staged agent (.mpy, as on a board) with a
+virtual clock the events step, and prints the agent's console lines, which
+a thread here reads as they come. Neither side holds the scenario: memory
+is constant in its length.
+
+Exit status: 0 when every scenario ran (and with --check, every
+expectation held); 1 when a scenario failed (an expectation, or the replay
+itself: a MemoryError under --heap is such a failure); 2 when a file
+cannot be read (bad JSON, unknown event, missing field, time going
+backwards... named FILE:LINE) — 2 wins over 1.
+"""
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+from . import unixport
+from .scenario import CONFIG_FILE, Scenario, ScenarioError
+
+CODE = "from microagent import replay\nreplay.main()"
+KEEP = 5  # lines shown per unmet expectation / near miss; unexpected lines shown
+PROGRESS_BYTES = 1 << 20  # a progress bar on a terminal for files above this
+
+
+# ---- expectations -------------------------------------------------------
+def _diff(want, got, prefix, out):
+    # keys of `want` that `got` lacks or holds differently (dicts key by key)
+    for k, v in want.items():
+        name = prefix + k
+        if k not in got:
+            out.append("%s missing (expected %s)" % (name, json.dumps(v)))
+        elif isinstance(v, dict) and isinstance(got[k], dict):
+            _diff(v, got[k], name + ".", out)
+        elif got[k] != v or type(got[k]) is bool and type(v) is not bool:
+            out.append("%s: got %s, expected %s" % (name, json.dumps(got[k]), json.dumps(v)))
+    return out
+
+
+def _matches(entry, finding):
+    if finding.get("type") != entry.get("type"):
+        return False
+    want = {k: v for k, v in entry.items() if k != "times"}
+    return not _diff(want, finding, "", [])
+
+
+class Checker:
+    """Compares console lines with a header's expectations (scenario.md):
+    an entry matches lines of its `type` whose other given keys are equal
+    (`details` key by key); `times` is the exact number of matches, else at
+    least one; with exact=True an ALERT/RECOMMENDATION line no entry
+    matches is a problem. Keeps a bounded number of lines per entry, so
+    memory does not grow with the scenario."""
+
+    def __init__(self, expect, exact):
+        self.expect = expect
+        self.exact = exact
+        self.count = [0] * len(expect)
+        self.seen = [[] for _ in expect]   # first matching lines
+        self.near = [[] for _ in expect]   # first same-type lines that did not match
+        self.unexpected = []
+        self.n_unexpected = 0
+        self.memory_errors = []
+
+    def feed(self, line):
+        """One console line (without newline)."""
+        if line.startswith("ALERT "):
+            body = line[6:]
+        elif line.startswith("RECOMMENDATION "):
+            body = line[15:]
+        else:
+            return
+        try:
+            f = json.loads(body)
+        except ValueError:
+            f = {}
+        if f.get("type") == "agent_error" and str(f.get("details", {}).get("error", "")).startswith("MemoryError"):
+            if len(self.memory_errors) < KEEP:
+                self.memory_errors.append(line)
+        hit = False
+        for i, e in enumerate(self.expect):
+            if _matches(e, f):
+                hit = True
+                self.count[i] += 1
+                if len(self.seen[i]) < KEEP:
+                    self.seen[i].append(line)
+            elif f.get("type") == e["type"] and len(self.near[i]) < KEEP:
+                self.near[i].append((line, _diff({k: v for k, v in e.items() if k != "times"}, f, "", [])))
+        if not hit and self.exact:
+            self.n_unexpected += 1
+            if len(self.unexpected) < 2 * KEEP:
+                self.unexpected.append(line)
+
+    def problems(self):
+        """List of problems, each a dict: kind "unmet" (expect, index,
+        matched, lines, near) or "unexpected" (line) or "more_unexpected"
+        (count)."""
+        out = []
+        for i, e in enumerate(self.expect):
+            n = self.count[i]
+            want = e.get("times")
+            if (want is None and n == 0) or (want is not None and n != want):
+                out.append({"kind": "unmet", "index": i, "expect": e, "matched": n,
+                            "lines": list(self.seen[i]),
+                            "near": [{"line": l, "differs": d} for l, d in self.near[i]] if n == 0 else []})
+        for line in self.unexpected:
+            out.append({"kind": "unexpected", "line": line})
+        if self.n_unexpected > len(self.unexpected):
+            out.append({"kind": "more_unexpected", "count": self.n_unexpected - len(self.unexpected)})
+        return out
+
+
+def format_problem(p):
+    """The readable lines of one problem (as --check prints them)."""
+    if p["kind"] == "unexpected":
+        return ["  unexpected: " + p["line"]]
+    if p["kind"] == "more_unexpected":
+        return ["  ... and %d more unexpected lines" % p["count"]]
+    if p["kind"] == "error":
+        return ["  " + p["error"]]
+    e = p["expect"]
+    want = e.get("times")
+    if want is None:
+        head = "  unmet: expect[%d] %s: no line matched" % (p["index"], json.dumps(e))
+    else:
+        head = "  unmet: expect[%d] %s: %d line%s matched, expected %d" % (
+            p["index"], json.dumps(e), p["matched"], "" if p["matched"] == 1 else "s", want)
+    out = [head]
+    for l in p["lines"]:
+        out.append("    matched: " + l)
+    if p["matched"] > len(p["lines"]):
+        out.append("    ... and %d more matched" % (p["matched"] - len(p["lines"])))
+    for n in p["near"]:
+        out.append("    near: " + n["line"])
+        out.append("      " + "; ".join(n["differs"]))
+    return out
+
+
+# ---- one scenario on the unix port --------------------------------------
+def _encode(ev):
+    """The runner's line for an event (firmware/microagent/replay.py)."""
+    f = ev.fields
+    n = ev.name
+    ms = ev.ms
+    if n in ("mqtt_message", "mqtt_publish"):
+        topic = f["topic"]
+        if "\n" not in topic:
+            return "%d\t%s\t%d\t%s\n" % (ms, "m" if n == "mqtt_message" else "p", f.get("bytes", 0), topic)
+    elif n == "connect":
+        return "%d\tc\t%d\t%s\n" % (ms, f["port"], f["remote"])
+    elif n == "accept":
+        return "%d\ta\t%d\t%s\n" % (ms, f["port"], f["remote"])
+    elif n == "close":
+        return "%d\tx\n" % ms
+    elif n == "mqtt_connack":
+        return "%d\tk\t%d\n" % (ms, f["rc"])
+    elif n == "mqtt_suback":
+        return "%d\ts\t%s\n" % (ms, ",".join(str(r) for r in f["rc"]))
+    elif n == "c2d_reject":
+        return "%d\tr\n" % ms
+    elif n == "reboot":
+        return "%d\tb\n" % ms
+    elif n == "clock":
+        return "%d\tC\t%d\n" % (ms, f["set"])
+    d = {"event": n}
+    for k, v in f.items():
+        if k not in ("t", "event"):
+            d[k] = v
+    return "%d\tJ\t%s\n" % (ms, json.dumps(d))
+
+
+class Result:
+    """What one scenario did. status: "done" (ran to its end), "failed"
+    (the replay itself failed: error says why) or "unreadable" (error is
+    'FILE:LINE: reason'); events, lines, findings: counts; checker:
+    Checker or None; heap: the heap size used."""
+
+    def __init__(self, path):
+        self.path = path
+        self.name = ""
+        self.status = "done"
+        self.error = None
+        self.events = 0
+        self.lines = 0
+        self.findings = 0
+        self.checker = None
+        self.heap = None
+
+    def problems(self):
+        out = []
+        if self.status == "failed":
+            out.append({"kind": "error", "error": self.error})
+        if self.checker is not None:
+            if self.checker.memory_errors and self.status != "failed":
+                out.append({"kind": "error", "error": "MemoryError inside the agent (heap %s): %s" % (
+                    self.heap or "default", self.checker.memory_errors[0])})
+            out.extend(self.checker.problems())
+        return out
+
+    def ok(self, check):
+        if self.status != "done":
+            return False
+        if self.checker is not None and self.checker.memory_errors:
+            return False
+        return not (check and self.checker is not None and self.checker.problems())
+
+
+def _progress(path, size):
+    if not sys.stderr.isatty() or size < PROGRESS_BYTES:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    p = Progress(TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                 console=Console(stderr=True), transient=True)
+    p.start()
+    p.add_task(os.path.basename(str(path)), total=size)
+    return p
+
+
+def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True):
+    """Replay one scenario file on the unix port.
+
+    path: scenario file; heap: micropython heap size ("64wK", None for the
+    port's default); lib: staged firmware (unixport.stage()); on_line(line)
+    is called with each console line as it comes (from a reader thread);
+    check: compare with the header's expectations. Returns a Result; never
+    raises for a bad file (status "unreadable").
+    """
+    res = Result(str(path))
+    res.heap = heap
+    try:
+        sc = Scenario.open(path)
+    except ScenarioError as e:
+        res.status, res.error = "unreadable", str(e)
+        return res
+    with sc:
+        h = sc.header
+        res.name = h.name
+        if check:
+            res.checker = Checker(h.expect, h.exact)
+        lib = lib or unixport.stage()
+        with tempfile.TemporaryDirectory(prefix="microagent-replay-") as fs:
+            proc = subprocess.Popen(unixport.command(CODE, [], heap), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=unixport.env(lib),
+                                    cwd=fs, bufsize=1 << 16)
+            status = {}
+            tail = collections.deque(maxlen=20)
+
+            def read_out():
+                for raw in proc.stdout:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if line.startswith("@replay "):
+                        status["last"] = line[8:]
+                        continue
+                    res.lines += 1
+                    if line.startswith("ALERT ") or line.startswith("RECOMMENDATION "):
+                        res.findings += 1
+                    if res.checker is not None:
+                        res.checker.feed(line)
+                    if on_line is not None:
+                        on_line(line)
+
+            def read_err():
+                for raw in proc.stderr:
+                    tail.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+            threads = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
+            for t in threads:
+                t.start()
+            bar = None
+            try:
+                bar = _progress(path, os.path.getsize(path))
+                _feed(sc, proc.stdin, bar)
+            except ScenarioError as e:
+                res.status, res.error = "unreadable", str(e)
+                proc.kill()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the runner stopped early: its last words say why
+            finally:
+                if bar is not None:
+                    bar.stop()
+                try:
+                    proc.stdin.close()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                proc.wait()
+                for t in threads:
+                    t.join()
+            if res.status == "unreadable":
+                return res
+            last = status.get("last", "")
+            if last.startswith("end "):
+                res.events = int(last[4:])
+            else:
+                res.status = "failed"
+                if last.startswith("error "):
+                    msg = last[6:]
+                    if msg.startswith("MemoryError"):
+                        msg += " under heap %s" % (heap or "default")
+                    res.error = "replay failed: " + msg
+                else:
+                    res.error = "replay failed: micropython exited with status %d%s" % (
+                        proc.returncode, (": " + " | ".join(tail)) if tail else "")
+                if tail and last.startswith("error ") and not last[6:].startswith("MemoryError"):
+                    res.error += " | " + " | ".join(list(tail)[-3:])
+    return res
+
+
+def _feed(sc, pipe, bar):
+    h = sc.header
+    w = pipe.write
+    if h.start is not None:
+        w(b"0\tC\t%d\n" % h.start)
+    w(("0\tW\t%s\n" % json.dumps({"path": CONFIG_FILE, "text": json.dumps(h.config)})).encode())
+    for p, text, hexd in h.files:
+        d = {"path": p}
+        if text is not None:
+            d["text"] = text
+        else:
+            d["der_hex"] = hexd
+        w(("0\tW\t%s\n" % json.dumps(d)).encode())
+    w(b"0\tS\n")
+    buf = []
+    n = 0
+    for ev in sc.events():
+        buf.append(_encode(ev))
+        n += 1
+        if len(buf) >= 512:
+            w("".join(buf).encode())
+            buf = []
+            if bar is not None and n % 8192 == 0:
+                bar.update(0, completed=sc.bytes)
+    buf.append("%d\tE\n" % sc.end_ms())
+    w("".join(buf).encode())
+
+
+# ---- the command ----------------------------------------------------------
+def cmd_replay(args):
+    try:
+        lib = unixport.stage()
+    except (RuntimeError, FileNotFoundError) as e:
+        print("microagent: %s" % e, file=sys.stderr)
+        return 2
+    heap = None if args.heap in ("none", "0", "") else args.heap
+    out = sys.stdout
+    lock = threading.Lock()
+    many = len(args.files) > 1
+    counts = {"passed": 0, "failed": 0, "unreadable": 0}
+    for path in args.files:
+        if args.json:
+            def on_line(line, path=path):
+                with lock:
+                    out.write(json.dumps({"file": path, "console": line}) + "\n")
+        elif not args.check or args.verbose:
+            if many:
+                out.write("==> %s <==\n" % path)
+
+            def on_line(line):
+                out.write(line + "\n")
+        else:
+            on_line = None
+        res = replay(path, heap, lib, on_line, check=args.check)
+        out.flush()
+        probs = res.problems()
+        if res.status == "unreadable":
+            counts["unreadable"] += 1
+            verdict = "unreadable"
+        elif res.ok(args.check):
+            counts["passed"] += 1
+            verdict = "pass" if args.check else "done"
+        else:
+            counts["failed"] += 1
+            verdict = "fail"
+        if args.json:
+            d = {"file": path, "scenario": res.name, "result": verdict, "events": res.events,
+                 "lines": res.lines, "findings": res.findings}
+            if res.status == "unreadable":
+                d["error"] = res.error
+            else:
+                d["problems"] = probs
+            out.write(json.dumps(d) + "\n")
+        elif verdict == "unreadable":
+            print("ERROR " + res.error, file=out if args.check else sys.stderr)
+        elif args.check:
+            if verdict == "pass":
+                out.write("PASS %s (%d events, %d findings)\n" % (path, res.events, res.findings))
+            else:
+                out.write("FAIL %s\n" % path)
+                for p in probs:
+                    for l in format_problem(p):
+                        out.write(l + "\n")
+        elif verdict == "fail":
+            for p in probs:
+                for l in format_problem(p):
+                    print("microagent replay: %s:%s" % (path, l[1:]), file=sys.stderr)
+        out.flush()
+    if args.check and not args.json and many:
+        out.write("%d scenarios: %d passed, %d failed, %d unreadable\n" % (
+            len(args.files), counts["passed"], counts["failed"], counts["unreadable"]))
+    out.flush()
+    if counts["unreadable"]:
+        return 2
+    return 1 if counts["failed"] else 0
+
+
+def add_parser(sub):
+    r = sub.add_parser("replay", help="replay scenario files through the agent on the unix port",
+                       description="Replay scenario files (JSON Lines, scenario.md) through the real agent on "
+                                   "the MicroPython unix port with a virtual clock; print the agent's console "
+                                   "lines, or with --check compare them with the header's expectations.")
+    r.add_argument("files", nargs="+", metavar="FILE", help="scenario files (.jsonl)")
+    r.add_argument("--check", action="store_true", help="compare with each header's expect/exact: exit 0 all "
+                   "hold, 1 with a diff when not, 2 for a file that cannot be read")
+    r.add_argument("--heap", default=unixport.DEFAULT_HEAP,
+                   help="micropython heap size (default 64wK, a 64 KB board's; 'none' for the port's default)")
+    r.add_argument("--json", action="store_true", help="JSON Lines: each console line, then one result per file")
+    r.add_argument("-v", "--verbose", action="store_true", help="with --check: print the console lines too")
+    r.set_defaults(func=cmd_replay)
