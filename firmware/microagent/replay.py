@@ -230,10 +230,10 @@ def main():
     except Exception as e:
         r.agent = None
         gc.collect()
-        print("@replay error %s: %s (event %d, t=%d ms)" % (type(e).__name__, e, r.n, r.clock.ms))
+        print("@replay error %s: %s (after %d events, at t=%d.%03d s)" % (type(e).__name__, e, r.n, r.clock.ms // 1000, r.clock.ms % 1000))
         if not isinstance(e, MemoryError):
             try:
-                sys.print_exception(e)
+                sys.print_exception(e, sys.stderr)
             except AttributeError:  # CPython
                 import traceback
                 traceback.print_exc()
