@@ -475,7 +475,7 @@ def _pem(src):
     if skip is not None:
         raise DERError("PEM: no %s line" % skip.decode())
     if not found:
-        raise DERError("no certificate: neither DER nor a PEM CERTIFICATE block")
+        raise DERError("neither DER nor a PEM CERTIFICATE block")
 
 
 def _ders(mv):

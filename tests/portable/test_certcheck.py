@@ -129,12 +129,12 @@ def test_chain_file_pins_the_first_and_dates_the_first_to_expire():
 
 
 def test_unreadable_and_non_certificate_files_are_agent_errors():
-    cfg = [{"path": "/nonexistent/device.pem"}, {"path": fixture("test_x509.py"[:0] + "../mphelp.py")}]
+    cfg = [{"path": "/nonexistent/device.pem"}, {"path": fixture("../mphelp.py")}]
     a, clk, out = _agent("2026-06-01T00:00:00Z", cfg)
     assert out.brief() == [
         ("agent_error", 1, {"operation": "certificate", "path": "/nonexistent/device.pem", "error": "cannot read (ENOENT)"}),
         ("agent_error", 1, {"operation": "certificate", "path": fixture("../mphelp.py"),
-                            "error": "no certificate: neither DER nor a PEM CERTIFICATE block"})]
+                            "error": "neither DER nor a PEM CERTIFICATE block"})]
     assert a.stats["faults"] == 0  # reported as findings, not agent faults
 
 
