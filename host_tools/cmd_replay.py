@@ -352,6 +352,10 @@ def _feed(sc, pipe, bar):
 
 
 # ---- the command ----------------------------------------------------------
+def _plural(n, word):
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
+
+
 def cmd_replay(args):
     try:
         lib = unixport.stage()
@@ -400,7 +404,7 @@ def cmd_replay(args):
             print("ERROR " + res.error, file=out if args.check else sys.stderr)
         elif args.check:
             if verdict == "pass":
-                out.write("PASS %s (%d events, %d findings)\n" % (path, res.events, res.findings))
+                out.write("PASS %s (%s, %s)\n" % (path, _plural(res.events, "event"), _plural(res.findings, "finding")))
             else:
                 out.write("FAIL %s\n" % path)
                 for p in probs:
