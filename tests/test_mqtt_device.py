@@ -154,3 +154,68 @@ def test_unauthorized_connack_suback_and_foreign_publish(mqtt_lib, tmp_path):
                                   "error": "publish to another device's topic"}),
         window("UnauthorizedOperationsNotInAllowedRange", 3, 0, 10)]
     assert alerts(lines)[1]["time"] == "2026-11-30T00:53:30Z"
+
+
+# ---- boards/unix/main.py against mosquitto, the hub played by paho -----------
+KEY = "cGFzc3dvcmQtZm9yLWRldi0wMS1vbmx5LWluLXRlc3Rz"  # base64, a test device key
+HUB_RULES = [rule("MqttC2DMessagesNotInAllowedRange", 2, "PT3S"), rule("MqttD2CMessagesNotInAllowedRange", 0, "PT3S"),
+             rule("DirectMethodInvokesNotInAllowedRange", 1, "PT3S"),
+             rule("MqttC2DRejectedMessagesNotInAllowedRange", 0, "PT3S"),
+             rule("TwinUpdatesNotInAllowedRange", 0, "PT3S"), rule("UnauthorizedOperationsNotInAllowedRange", 0, "PT3S")]
+
+
+def test_unix_main_sas_full_flow(mqtt_lib, tmp_path):
+    with Broker(tmp_path / "b") as b:
+        hub = Hub(b.port, twin_desired={"$version": 2, "led": "off", "microagent": {"timeWindowRules": HUB_RULES}})
+        try:
+            dev = device_main(mqtt_lib, tmp_path, {
+                "host": "hub.example", "connect": "127.0.0.1", "port": b.port, "tls": False, "deviceId": "dev-01",
+                "deviceKey": KEY, "keepalive": 30, "telemetryInterval": 0, "backoff": [0.2, 1]},
+                config={"deviceId": "dev-01", "sas": {"deviceKey": KEY}})
+            dev.wait_line(lambda l: l == "app: connected to hub.example as dev-01")
+            # the twin GET answered with desired.microagent: applied, reported
+            _, rep = hub.wait_for(lambda t, p: t.startswith("$iothub/twin/PATCH/properties/reported/?$rid="))
+            assert json.loads(rep) == {"microagent": {"version": 2, "status": "applied", "refusedVersion": None,
+                                                      "error": None}}
+            hub.c2d(b'{"led": "on"}')
+            hub.c2d(b"\xff\xfe not UTF-8")
+            hub.c2d(b"", props="")
+            hub.method("echo", "0a1F", b'{"n": 1}')
+            hub.method("telemetry", "007")
+            hub.desired(3, {"led": "on"})
+            _, r1 = hub.wait_for(lambda t, p: t == "$iothub/methods/res/200/?$rid=0a1F")
+            assert r1 == b'{"n": 1}'
+            hub.wait_for(lambda t, p: t == "$iothub/methods/res/200/?$rid=007")
+            dev.wait_line(lambda l: l.startswith("ALERT ") and "UnauthorizedOperations" not in l and "Twin" in l)
+            # five window alerts at once: three security messages (2 + 2 + 1)
+            hub.wait_for(lambda t, p: len(security_messages(hub.seen)) == 3)
+        finally:
+            rc = dev.stop()
+            print("hub saw:", hub.seen, "\ndevice printed:\n" + "\n".join(dev.lines))   # shown on failure
+            hub.close()
+    assert rc == 0, "\n".join(dev.lines)
+    lines = dev.lines
+    assert [without_time(x) for x in alerts(lines)] == [
+        window("MqttC2DMessagesNotInAllowedRange", 3, 2, 3), window("MqttD2CMessagesNotInAllowedRange", 1, 0, 3),
+        window("DirectMethodInvokesNotInAllowedRange", 2, 1, 3),
+        window("MqttC2DRejectedMessagesNotInAllowedRange", 1, 0, 3), window("TwinUpdatesNotInAllowedRange", 1, 0, 3)]
+    assert len({x["time"] for x in alerts(lines)}) == 1
+    app = [l for l in lines if l.startswith("app: ")]
+    assert app[:2] == ["app: connected to hub.example as dev-01", "app: twin response 200"]
+    assert app[2:] == [
+        "app: c2d: {\"led\": \"on\"}", "app: c2d rejected: not UTF-8 (12 bytes)", "app: c2d: ",
+        "app: method echo rid=0a1F -> 200", "app: method telemetry rid=007 -> 200", "app: twin desired patch (28 bytes)",
+        "app: stopped: c2d=3 d2c=1 methods=2 twin=1 rejected=1 unauthorized=0 security_messages=3 findings_sent=5 dropped=0"]
+    assert "microagent: configuration $version 2 applied from the twin" in lines
+    # the security messages carry exactly the console lines
+    msgs = security_messages(hub.seen)
+    assert [len(m["Events"]) for m in msgs] == [2, 2, 1]   # 1536-byte messages
+    payloads = [e["Payload"][0] for m in msgs for e in m["Events"]]
+    assert payloads == alerts(lines)
+    assert [e["Name"] for m in msgs for e in m["Events"]] == [x["type"] for x in alerts(lines)]
+    # the app's D2C (one telemetry message) is all the hub got besides them
+    d2c = [t for t, p in hub.seen if t.startswith("devices/dev-01/messages/events/")]
+    assert d2c[0] == "devices/dev-01/messages/events/" and len(d2c) == 1 + len(msgs)
+    # the accepted configuration was written back, with its $version
+    saved = json.loads((tmp_path / "microagent.json").read_text())
+    assert saved == {"deviceId": "dev-01", "timeWindowRules": HUB_RULES, "$version": 2}

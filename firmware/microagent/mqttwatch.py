@@ -587,19 +587,48 @@ class Watch:
         # watched one: not counted as D2C, no recursion)
         self._busy = True
         try:
+            m = None
             if self._reported is not None:
                 self._rid += 1
-                self._publish("$iothub/twin/PATCH/properties/reported/?$rid=ma%d" % self._rid, self._reported)
+                topic = "$iothub/twin/PATCH/properties/reported/?$rid=ma%d" % self._rid
+                payload = self._reported
+            elif self.sec is not None:
+                m = self._next()
+                if m is None:
+                    return
+                topic, payload = m
+            else:
+                return
+            try:
+                self._publish(topic, payload)
+            except Exception:
+                self.up = False  # the app's next call meets the broken session
+                return
+            if m is None:
                 self._reported = None
                 self.reported_sent += 1
-            elif self.sec is not None:
-                m = self.sec.next_message()
-                if m is not None:
-                    self._publish(m[0], m[1])
-                    self.sec.done()
-        except Exception:
-            self.up = False  # the app's next call meets the broken session
-        self._busy = False
+            else:
+                self.sec.done()
+        except Exception as e:
+            self.agent._fault("secmsg", e)
+        finally:
+            self._busy = False
+
+    def _next(self):
+        # a security message, built after a collection (a board's heap is
+        # small and fragmented); on MemoryError, one finding per message
+        import gc
+        gc.collect()
+        try:
+            return self.sec.next_message()
+        except MemoryError:
+            gc.collect()
+            b = self.sec.batch
+            self.sec.batch = 1
+            try:
+                return self.sec.next_message()
+            finally:
+                self.sec.batch = b
 
     def service(self):
         """Send one pending message (twin reported state first, then

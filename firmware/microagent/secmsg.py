@@ -103,7 +103,7 @@ class SecurityMessages:
     after the publish went out; nothing is lost on a failed publish.
     """
 
-    def __init__(self, agent, size=16, batch=4, max_bytes=2048):
+    def __init__(self, agent, size=16, batch=4, max_bytes=1536):
         self.agent = agent
         self._q = [None] * size
         self._head = 0

@@ -97,7 +97,7 @@ def test_queue_bound_drops_oldest_and_counts():
 
 
 def test_batch_and_size_limits():
-    a, clk, out, s = _agent(size=8, batch=4)
+    a, clk, out, s = _agent(size=8, batch=4, max_bytes=8192)
     for i in range(6):
         a.report("config_refused", (("error", "e%d" % i),), i)
     n = []
