@@ -178,11 +178,26 @@ def _encode(ev):
         return "%d\tb\n" % ms
     elif n == "clock":
         return "%d\tC\t%d\n" % (ms, f["set"])
+    elif n == "file":
+        return _file_lines(ms, f["path"], f.get("text"), f.get("der_hex"))
     d = {"event": n}
     for k, v in f.items():
         if k not in ("t", "event"):
             d[k] = v
     return "%d\tJ\t%s\n" % (ms, json.dumps(d))
+
+
+FILE_CHUNK = 512  # bytes per line of a file's content (the runner's memory per line)
+
+
+def _file_lines(ms, path, text, der_hex):
+    # a file goes in chunks, so the runner never holds all of it at once
+    data = text.encode() if text is not None else bytes.fromhex(der_hex)
+    out = ["%d\tF\t%s\n" % (ms, path)]
+    for i in range(0, len(data), FILE_CHUNK):
+        out.append("%d\tD\t%s\n" % (ms, data[i:i + FILE_CHUNK].hex()))
+    out.append("%d\tG\n" % ms)
+    return "".join(out)
 
 
 class Result:
@@ -328,14 +343,9 @@ def _feed(sc, pipe, bar):
     w = pipe.write
     if h.start is not None:
         w(b"0\tC\t%d\n" % h.start)
-    w(("0\tW\t%s\n" % json.dumps({"path": CONFIG_FILE, "text": json.dumps(h.config)})).encode())
+    w(_file_lines(0, CONFIG_FILE, json.dumps(h.config), None).encode())
     for p, text, hexd in h.files:
-        d = {"path": p}
-        if text is not None:
-            d["text"] = text
-        else:
-            d["der_hex"] = hexd
-        w(("0\tW\t%s\n" % json.dumps(d)).encode())
+        w(_file_lines(0, p, text, hexd).encode())
     w(b"0\tS\n")
     buf = []
     n = 0

@@ -331,7 +331,7 @@ class Scenario:
             if not raw.strip():
                 continue
             try:
-                return json.loads(raw)
+                return json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
             except UnicodeDecodeError:
                 raise self._err("not UTF-8 text")
             except json.JSONDecodeError as e:

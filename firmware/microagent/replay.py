@@ -9,7 +9,6 @@
 # milliseconds since the scenario's t=0, never decreasing):
 #   0 C UTC                               before the start: the clock at t=0
 #                                         (without it the clock starts unset)
-#   0 W {"path":..,"text"|"der_hex":..}   before the start: write a file
 #   0 S                                   start the agent (microagent.start)
 #   MS c PORT REMOTE / MS a PORT REMOTE   connect (outbound) / accept (inbound)
 #   MS x                                  close
@@ -17,6 +16,9 @@
 #   MS k RC / MS s RC,RC..                mqtt_connack / mqtt_suback
 #   MS r / MS b                           c2d_reject / reboot
 #   MS C UTC                              clock set
+#   MS F PATH / MS D HEX / MS G           a file: open (truncate) / append
+#                                         bytes / close (a `file` event; at
+#                                         t=0 before S, the header's files)
 #   MS J {event object}                   any event as in the scenario file
 #   MS E                                  end: run the clock to MS, flush, stop
 # Stdout: the agent's console lines as it prints them, and lines starting
@@ -57,12 +59,9 @@ class VirtualClock:
         return (self.base + self.ms) // 1000
 
 
-def write_file(path, text=None, der_hex=None, utc=None):
-    """Write a device file (parents created): `text` (str) or `der_hex`
-    (hex of binary bytes). With `utc` (seconds since 1970) its mtime is set
-    to that virtual time (the unix port's os has no utime: touch(1) does
-    it), so a rewrite is a change to os.stat() even within one real
-    second. Raises OSError or ValueError (bad hex)."""
+def open_file(path):
+    """Open a device file for writing, creating its parent folders.
+    Returns the binary file object. Raises OSError."""
     d = ""
     for part in path.split("/")[:-1]:
         d = part if not d else d + "/" + part
@@ -70,11 +69,15 @@ def write_file(path, text=None, der_hex=None, utc=None):
             os.mkdir(d)
         except OSError:
             pass
-    data = binascii.unhexlify(der_hex) if der_hex is not None else text.encode()
-    with open(path, "wb") as f:
-        f.write(data)
-    data = None
-    if utc is not None and hasattr(os, "system") and "'" not in path:
+    return open(path, "wb")
+
+
+def touch(path, utc):
+    """Set a file's mtime to `utc` (int seconds since 1970): the virtual
+    time of the write, so that a rewrite is a change to os.stat() even
+    within one real second (the unix port's os has no utime; touch(1)
+    does it). `path` is a checked relative path of [A-Za-z0-9._+-/]."""
+    if hasattr(os, "system") and "'" not in path:
         os.system("touch -c -d @%d '%s'" % (utc, path))
 
 
@@ -89,6 +92,8 @@ class Replay:
         self.t0 = 0      # virtual ms at which the running agent started
         self.poll_at = -1  # an extra poll (certificate file watcher), ms
         self.n = 0       # events handled
+        self.f = None    # the file being written
+        self.path = None
 
     def start(self):
         self.agent = None
@@ -154,12 +159,26 @@ class Replay:
                 self.n -= 1
             else:
                 a.poll()
+        elif op == b"D":
+            self.n -= 1
+            self.f.write(binascii.unhexlify(f[2]))
+        elif op == b"F":
+            self.path = f[2].decode()
+            self.f = open_file(self.path)
+        elif op == b"G":
+            self.f.close()
+            self.f = None
+            touch(self.path, self.clock.time())
+            self.n -= 1  # F counted the file event
+            if a is None:  # a file of the header, not an event
+                self.n -= 1
+            else:
+                a.poll()
+                cc = sys.modules.get("microagent.certcheck")
+                if cc is not None:  # its watcher looks at files every STAT_EVERY_S
+                    self.poll_at = self.clock.ms + cc.STAT_EVERY_S * 1000
         elif op == b"J":
             self.json_event(json.loads(f[2] if len(f) == 3 else b"\t".join(f[2:])))
-        elif op == b"W":
-            self.n -= 1
-            d = json.loads(f[2])
-            write_file(d["path"], d.get("text"), d.get("der_hex"), self.clock.time())
         elif op == b"S":
             self.n -= 1
             self.start()
@@ -175,18 +194,12 @@ class Replay:
         return True
 
     def json_event(self, e):
-        # the slow path: events with free text (files, MQTT CONNECT) or
+        # the slow path: events with free text (MQTT CONNECT) or
         # with characters the short form cannot carry
         a = self.agent
         ev = e["event"]
         if ev == "mqtt_connect":
             a.mqtt_connect(e.get("client_id"), e.get("username"), e.get("password"))
-        elif ev == "file":
-            write_file(e["path"], e.get("text"), e.get("der_hex"), self.clock.time())
-            a.poll()
-            cc = sys.modules.get("microagent.certcheck")
-            if cc is not None:  # its watcher looks at files every STAT_EVERY_S
-                self.poll_at = self.clock.ms + cc.STAT_EVERY_S * 1000
         elif ev == "mqtt_message":
             a.mqtt_message(e["topic"], e.get("bytes", 0))
         elif ev == "mqtt_publish":
@@ -198,16 +211,27 @@ class Replay:
 
     def run(self, src):
         """Read lines from `src` until the end line or EOF. Returns the
-        number of events handled."""
+        number of events handled. A line longer than one read is joined
+        once, not grown read by read."""
         rd = src.read
-        rest = b""
+        parts = []
         while True:
             c = rd(4096)
             if not c:
                 break
-            if rest:
-                c = rest + c
             i = 0
+            if parts:
+                j = c.find(b"\n")
+                if j < 0:
+                    parts.append(c)
+                    continue
+                parts.append(c[:j])
+                line = b"".join(parts)
+                parts = []
+                if not self.event(line):
+                    return self.n
+                line = None
+                i = j + 1
             while True:
                 j = c.find(b"\n", i)
                 if j < 0:
@@ -215,7 +239,8 @@ class Replay:
                 if not self.event(c[i:j]):
                     return self.n
                 i = j + 1
-            rest = c[i:]
+            if i < len(c):
+                parts.append(c[i:])
             c = None
         return self.n
 
