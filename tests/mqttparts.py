@@ -247,6 +247,14 @@ class Hub:
             if pred(item[0], item[1]):
                 return item
 
+    def drain(self):
+        """Everything received so far, in order (self.seen, topped up)."""
+        while True:
+            try:
+                self.seen.append(self.received.get_nowait())
+            except queue.Empty:
+                return self.seen
+
     def publish(self, topic, payload, qos=0):
         info = self.c.publish(topic, payload, qos=qos)
         info.wait_for_publish(5)

@@ -219,3 +219,96 @@ def test_unix_main_sas_full_flow(mqtt_lib, tmp_path):
     # the accepted configuration was written back, with its $version
     saved = json.loads((tmp_path / "microagent.json").read_text())
     assert saved == {"deviceId": "dev-01", "timeWindowRules": HUB_RULES, "$version": 2}
+
+
+# ---- bad input through a real broker -----------------------------------------
+BAD_INPUT = r"""
+port = int(sys.argv[1])
+a.configure({"deviceId": "dev-01", "timeWindowRules": [rule("MqttC2DMessagesNotInAllowedRange", 0),
+                                                       rule("TwinUpdatesNotInAllowedRange", 0)]})
+c = MQTTClient("dev-01", "127.0.0.1", port, keepalive=30)
+got = []
+c.set_callback(lambda t, m: got.append((t, len(m))))
+w = a.watch(c, config_path="microagent.json")
+c.connect()
+for f in (b"devices/+/messages/devicebound/#", b"$iothub/methods/POST/#", b"$iothub/twin/PATCH/properties/desired/#"):
+    c.subscribe(f)
+print("READY")
+while not got or got[-1][0] != b"devices/dev-01/messages/devicebound/end":
+    c.wait_msg()
+print("GOT", [n for t, n in got])
+print("COUNTS", w.counts)
+print("CONFIG", a.cfg.version, len(a.cfg.windows))
+clk.advance(10)
+a.poll()
+drain(c, w, 40)
+print("SENT", w.sec.messages, w.sec.sent, w.pending(), w.reported_sent)
+c.disconnect()
+"""
+
+
+def test_bad_input_counted_or_refused_app_keeps_working(mqtt_lib, tmp_path):
+    big_c2d = "devices/dev-01/messages/devicebound/%24.mid=big&%24.to=%2Fdevices%2Fdev-01%2Fmessages%2Fdevicebound"
+    with Broker(tmp_path / "b") as b:
+        hub = Hub(b.port)
+        try:
+            # a board with room for a 70 KB message (PSRAM); a 64 KB heap is
+            # test_oversized_message_on_a_small_heap
+            dev = device_code(mqtt_lib, BAD_INPUT, [b.port], tmp_path, heap="256wK")
+            dev.wait_line(lambda l: l == "READY")
+            hub.publish("$iothub/methods/POST/reboot", b"{}")                   # no ?$rid=
+            hub.publish("devices/dev-02/messages/devicebound/", b"x")           # another device's C2D
+            hub.publish(big_c2d, b"x" * 70000)                                  # > IoT Hub's 64 KB C2D
+            hub.publish("$iothub/twin/PATCH/properties/desired/?$version=4", b'{"microagent": ')
+            hub.publish("$iothub/twin/PATCH/properties/desired/?$version=5", b'{"microagent": "\xff"}')
+            hub.desired(6, {"microagent": {"timeWindowRules": [rule("Nope", 1)]}})
+            hub.desired(7, {"microagent": "off"})
+            hub.desired(8, {"microagent": {"deviceId": "dev-02"}})
+            hub.desired(9, {"microagent": {"timeWindowRules": []}, "pad": "p" * 5000})
+            hub.publish("devices/dev-01/messages/devicebound/end", b"")
+            rc = dev.proc.wait(30)
+            dev._t.join(5)
+            time.sleep(0.5)
+            hub.drain()
+        finally:
+            hub.close()
+    lines = dev.lines
+    assert rc == 0, "\n".join(lines)
+    out = [l for l in lines if not l.startswith(("ALERT ", "RECOMMENDATION "))]
+    big_patch = len(json.dumps({"microagent": {"timeWindowRules": []}, "pad": "p" * 5000, "$version": 9}))
+    assert out == [
+        "READY",
+        "microagent: twin configuration refused: timeWindowRules[0].ruleType: unknown ruleType 'Nope'",
+        "microagent: twin configuration refused: microagent: must be an object",
+        "microagent: twin configuration refused: deviceId: 'dev-02' is not this device (dev-01)",
+        "microagent: twin configuration refused: twin patch of %d bytes is larger than this device parses (4096)" % big_patch,
+        # every message still reached the app
+        "GOT [2, 1, 70000, 15, 19, %d, 36, 53, %d, 0]" % (len(json.dumps({"microagent": {"timeWindowRules": [rule("Nope", 1)]}, "$version": 6})), big_patch),
+        "COUNTS [0, 2, 0, 0, 0, 6, 0]",
+        "CONFIG None 2",          # the configuration in force did not change
+        "SENT 8 11 0 4"]
+    desired = "$iothub/twin/PATCH/properties/desired/?$version="
+    assert [without_time(x) for x in alerts(lines)] == [
+        alert("mqtt_malformed", {"operation": "receive", "resource": "$iothub/methods/POST/reboot",
+                                 "error": "topic breaks IoT Hub's format"}),
+        alert("mqtt_unexpected", {"operation": "receive", "resource": "devices/dev-02/messages/devicebound/",
+                                  "error": "message for another device"}),
+        alert("mqtt_malformed", {"operation": "receive", "resource": big_c2d[:96],
+                                 "error": "payload larger than IoT Hub allows", "value": 70000, "max": 65536}),
+        alert("mqtt_malformed", {"operation": "receive", "resource": desired + "4", "error": "twin patch is not JSON"}),
+        alert("mqtt_malformed", {"operation": "receive", "resource": desired + "5", "error": "twin patch is not UTF-8"}),
+        alert("config_refused", {"resource": "twin", "value": 6,
+                                 "error": "timeWindowRules[0].ruleType: unknown ruleType 'Nope'"}),
+        alert("config_refused", {"resource": "twin", "value": 7, "error": "microagent: must be an object"}),
+        alert("config_refused", {"resource": "twin", "value": 8,
+                                 "error": "deviceId: 'dev-02' is not this device (dev-01)"}),
+        alert("config_refused", {"resource": "twin", "value": 9, "error":
+              "twin patch of %d bytes is larger than this device parses (4096)" % big_patch}),
+        window("MqttC2DMessagesNotInAllowedRange", 2, 0, 10), window("TwinUpdatesNotInAllowedRange", 6, 0, 10)]
+    # a refused configuration is never written to the device's file
+    assert not (tmp_path / "microagent.json").exists()
+    reported = [json.loads(p) for t, p in hub.seen if t.startswith("$iothub/twin/PATCH/properties/reported/")]
+    assert reported[-1] == {"microagent": {"version": None, "status": "refused", "refusedVersion": 9, "error":
+                            "twin patch of %d bytes is larger than this device parses (4096)" % big_patch}}
+    sent = [e["Payload"][0] for m in security_messages(hub.seen) for e in m["Events"]]
+    assert sent == alerts(lines)
