@@ -402,13 +402,15 @@ def publish_packet(topic, payload, qos=0, pid=1):
 class FakeBroker:
     """A tiny MQTT 3.1.1 server on loopback for what a real broker never
     does: connection i answers CONNECT and `subscribes` SUBSCRIBEs, then
-    sends scripts[i] (bytes) and closes, or stays open (answering
+    waits for `publishes` twin GET PUBLISHes from the device (main.py's),
+    then sends scripts[i] (bytes) and closes, or stays open (answering
     PINGREQ and SUBSCRIBE) when the script is followed by keep=True.
     scripts: list of (bytes, keep). Records the PUBLISH topics it got."""
 
-    def __init__(self, scripts, subscribes):
+    def __init__(self, scripts, subscribes, publishes=0):
         self.scripts = scripts
         self.subscribes = subscribes
+        self.publishes = publishes
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((LOOPBACK, 0))
@@ -443,14 +445,16 @@ class FakeBroker:
         if p is None or p[0] != 0x10:
             return
         conn.sendall(b"\x20\x02\x00\x00")
-        subs = 0
-        while subs < self.subscribes:
+        subs = pubs = 0
+        while subs < self.subscribes or pubs < self.publishes:
             p = _read_packet(conn)
             if p is None:
                 return
             if p[0] & 0xF0 == 0x80:
                 subs += 1
                 conn.sendall(b"\x90\x03" + p[1][:2] + b"\x00")
+            elif p[0] & 0xF0 == 0x30 and p[1][2:].startswith(b"$iothub/twin/GET/"):
+                pubs += 1
         conn.sendall(data)
         if not keep:
             return

@@ -312,3 +312,47 @@ def test_bad_input_counted_or_refused_app_keeps_working(mqtt_lib, tmp_path):
                             "twin patch of %d bytes is larger than this device parses (4096)" % big_patch}}
     sent = [e["Payload"][0] for m in security_messages(hub.seen) for e in m["Events"]]
     assert sent == alerts(lines)
+
+
+# ---- a broker that cuts messages short / sends what nobody asked for -------------
+def test_cut_stream_and_unsolicited_topics_app_reconnects(mqtt_lib, tmp_path):
+    c2d = "devices/dev-01/messages/devicebound/%24.mid=9"
+    full = publish_packet(c2d, b"0123456789")
+    scripts = [
+        (full[:-6], False),                       # PUBLISH cut inside its payload, then closed
+        (b"\x30\x80", False),                     # cut inside the remaining-length bytes
+        (publish_packet("not/subscribed", b"?") + publish_packet(b"$iothub/methods/POST/re\xffboot/?$rid=1", b"{}")
+         + publish_packet(c2d, b"after"), True),
+    ]
+    fake = FakeBroker(scripts, subscribes=4, publishes=1)
+    try:
+        dev = device_main(mqtt_lib, tmp_path, {
+            "host": "hub.example", "connect": "127.0.0.1", "port": fake.port, "tls": False, "deviceId": "dev-01",
+            "sasToken": "", "keepalive": 30, "telemetryInterval": 0, "backoff": [0.1, 0.4]},
+            config={"deviceId": "dev-01"})
+        dev.wait_line(lambda l: l == "app: c2d: after")
+    finally:
+        rc = dev.stop()
+        fake.close()
+    assert rc == 0
+    lines = [l for l in dev.lines if l.startswith(("app: ", "ALERT "))]
+    rl = 2 + len(c2d) + 10
+    assert len(lines) == 12, "\n".join(dev.lines)
+    assert lines[0] == "app: connected to hub.example as dev-01"
+    assert without_time(alerts(lines[1:2])[0]) == alert("mqtt_malformed", {
+        "operation": "receive", "resource": c2d, "error": "connection closed mid-message", "expected": rl, "actual": rl - 6})
+    assert lines[2] == "app: c2d: 0123"          # umqtt hands the app what it read
+    assert lines[3] == "app: session lost (OSError: -1); reconnecting in 0.1s"
+    assert lines[4] == "app: connected to hub.example as dev-01"
+    assert without_time(alerts(lines[5:6])[0]) == alert("mqtt_malformed", {
+        "operation": "receive", "resource": "", "error": "connection closed mid-packet"})
+    assert lines[6].startswith("app: session lost (IndexError: ") and lines[6].endswith("reconnecting in 0.1s")
+    assert lines[7] == "app: connected to hub.example as dev-01"
+    assert [without_time(a) for a in alerts(lines[8:10])] == [
+        alert("mqtt_unexpected", {"operation": "receive", "resource": "not/subscribed", "error": "no subscription matches"}),
+        alert("mqtt_malformed", {"operation": "receive", "resource": "$iothub/methods/POST/re\\xffboot/?$rid=1",
+                                 "error": "topic breaks IoT Hub's format"})]
+    assert lines[10] == "app: c2d: after"
+    assert lines[11] == ("app: stopped: c2d=2 d2c=0 methods=0 twin=0 rejected=0 unauthorized=0 "
+                         "security_messages=4 findings_sent=4 dropped=0")
+    assert fake.connections == 3
