@@ -356,3 +356,96 @@ def test_cut_stream_and_unsolicited_topics_app_reconnects(mqtt_lib, tmp_path):
     assert lines[11] == ("app: stopped: c2d=2 d2c=0 methods=0 twin=0 rejected=0 unauthorized=0 "
                          "security_messages=4 findings_sent=4 dropped=0")
     assert fake.connections == 3
+
+
+# ---- TLS with an X.509 client certificate ---------------------------------------
+def _tls_settings(pki, port, cert="device"):
+    return {"host": "localhost", "connect": "127.0.0.1", "port": port, "tls": True, "deviceId": "dev-01",
+            "ca": pki.path("ca.der"), "cert": pki.path(cert + ".der"), "key": pki.path(cert + "-key.der"),
+            "keepalive": 2, "telemetryInterval": 0, "backoff": [0.2, 0.5]}
+
+
+def test_unix_main_x509_over_tls_keeps_the_session_alive(mqtt_lib, pki, tmp_path):
+    with Broker(tmp_path / "b", pki) as b:
+        hub = Hub(b.port)
+        try:
+            dev = device_main(mqtt_lib, tmp_path, _tls_settings(pki, b.tls_port), config={"deviceId": "dev-01"})
+            dev.wait_line(lambda l: l == "app: connected to localhost as dev-01")
+            # idle for twice the keepalive: mosquitto drops a client silent
+            # for 1.5 x keepalive, so only the app's pings keep it
+            time.sleep(4.5)
+            hub.c2d(b"over TLS")
+            dev.wait_line(lambda l: l == "app: c2d: over TLS")
+        finally:
+            rc = dev.stop()
+            hub.close()
+    assert rc == 0
+    assert [l for l in dev.lines if l.startswith("app: ")] == [
+        "app: connected to localhost as dev-01",
+        "app: c2d: over TLS",
+        "app: stopped: c2d=1 d2c=0 methods=0 twin=0 rejected=0 unauthorized=0 security_messages=0 findings_sent=0 dropped=0"]
+    # the broker saw the device's certificate as its identity, and pings
+    log = b.log()
+    assert "New client connected from 127.0.0.1" in log and "as dev-01" in log
+    assert "Received PINGREQ from dev-01" in log
+
+
+def test_untrusted_client_certificate_is_refused(mqtt_lib, pki, tmp_path):
+    with Broker(tmp_path / "b", pki) as b:
+        dev = device_main(mqtt_lib, tmp_path, _tls_settings(pki, b.tls_port, "rogue-device"),
+                          config={"deviceId": "dev-01"})
+        try:
+            dev.wait_line(lambda l: l.startswith("app: session lost ("))
+            dev.wait_line(lambda l: l.startswith("app: session lost ("))   # and again, after the backoff
+        finally:
+            dev.stop()
+    assert not any(l.startswith("app: connected") for l in dev.lines)
+
+
+# ---- the newer umqtt.simple generation: ssl=SSLContext ---------------------------
+NEWGEN = r"""
+# micropython-lib's current umqtt.simple takes ssl=SSLContext and calls
+# ssl.wrap_socket(sock, server_hostname=server) in connect(); that release
+# is not on PyPI, so this stand-in gives PyPI's 1.3.4 the same constructor
+# and connect-time TLS (through the ussl shim's context=).
+import umqtt.simple
+_Base = umqtt.simple.MQTTClient
+class MQTTClient(_Base):
+    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None):
+        _Base.__init__(self, client_id, server, port, user, password, keepalive, ssl=bool(ssl),
+                                         ssl_params={"context": ssl, "server_hostname": server} if ssl else {})
+        self.ssl = ssl
+umqtt.simple.MQTTClient = MQTTClient
+"""
+
+
+def test_newer_generation_ssl_context_through_main(mqtt_lib, pki, tmp_path):
+    # main.py's make_client() tries the 1.3.x constructor first, and on
+    # TypeError (no ssl_params) builds an SSLContext for ssl=
+    code = NEWGEN + r"""
+import main
+app = main.App(json.load(open("device.json")))
+print("SSL", type(app.client.ssl).__name__, app.client.ssl_params["server_hostname"])
+app.connect()
+while app.watch.counts[1] < 1:
+    app.step()
+app.stop()
+"""
+    with Broker(tmp_path / "b", pki) as b:
+        (tmp_path / "device.json").write_text(json.dumps(_tls_settings(pki, b.tls_port)))
+        (tmp_path / "microagent.json").write_text(json.dumps({"deviceId": "dev-01"}))
+        hub = Hub(b.port)
+        try:
+            env = _env(mqtt_lib)
+            env["MICROPYPATH"] += ":" + str(MAIN.parent)
+            dev = DeviceProcess([unixport.micropython_bin(), "-X", "heapsize=64wK", "-c", PRE + code], env, tmp_path)
+            dev.wait_line(lambda l: l == "app: connected to localhost as dev-01")
+            hub.c2d(b"new generation")
+            rc = dev.proc.wait(20)
+            dev._t.join(5)
+        finally:
+            hub.close()
+    assert rc == 0, "\n".join(dev.lines)
+    assert [l for l in dev.lines if not l.startswith("microagent:")] == [
+        "SSL SSLContext 127.0.0.1", "app: connected to localhost as dev-01", "app: c2d: new generation",
+        "app: stopped: c2d=1 d2c=0 methods=0 twin=0 rejected=0 unauthorized=0 security_messages=0 findings_sent=0 dropped=0"]
