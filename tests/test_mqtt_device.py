@@ -449,3 +449,104 @@ app.stop()
     assert [l for l in dev.lines if not l.startswith("microagent:")] == [
         "SSL SSLContext 127.0.0.1", "app: connected to localhost as dev-01", "app: c2d: new generation",
         "app: stopped: c2d=1 d2c=0 methods=0 twin=0 rejected=0 unauthorized=0 security_messages=0 findings_sent=0 dropped=0"]
+
+
+# ---- security messages wait while the session is down ---------------------------
+QUEUE = r"""
+port = int(sys.argv[1])
+a.configure({"deviceId": "dev-01"})
+c = MQTTClient("dev-01", "127.0.0.1", port, keepalive=30)
+c.set_callback(lambda t, m: None)
+w = a.watch(c, queue=3)
+w.sec.batch = 2
+for i in range(5):          # findings while there is no session: the oldest two are dropped
+    clk.advance(1)
+    a.report("config_refused", (("error", "e%d" % i),), i)
+print("QUEUED", w.pending(), w.sec.dropped)
+w.service()                 # no session: nothing is sent, nothing lost
+print("DOWN", w.pending(), w.sec.messages)
+c.connect()                 # back: one publish after the call, not more
+print("AFTER CONNECT", w.pending(), w.sec.messages)
+c.publish(b"devices/dev-01/messages/events/", b"{}")
+print("AFTER PUBLISH", w.pending(), w.sec.messages, w.counts[2])
+c.disconnect()
+"""
+
+
+def test_security_messages_queue_while_down_one_publish_per_call(mqtt_lib, tmp_path):
+    with Broker(tmp_path / "b") as b:
+        hub = Hub(b.port)
+        try:
+            dev = device_code(mqtt_lib, QUEUE, [b.port], tmp_path)
+            lines = _finish(dev)
+            hub.wait_for(lambda t, p: len(security_messages(hub.seen)) == 2)
+            time.sleep(0.3)
+            hub.drain()
+        finally:
+            hub.close()
+    assert [l for l in lines if not l.startswith("ALERT ")] == [
+        "QUEUED 3 2", "DOWN 3 0", "AFTER CONNECT 1 1", "AFTER PUBLISH 0 2 1"]
+    msgs = security_messages(hub.seen)
+    assert [[e["Name"] for e in m["Events"]] for m in msgs] == [
+        ["config_refused", "config_refused", "SecurityMessagesDropped"], ["config_refused"]]
+    assert [e["Payload"][0]["details"]["error"] for m in msgs for e in m["Events"] if e["EventType"] == "Security"] \
+        == ["e2", "e3", "e4"]
+    assert msgs[0]["Events"][2]["Payload"] == [
+        {"Message": "2 findings dropped: the security-message queue was full", "Severity": "Warning", "Count": 2}]
+    # the app's own D2C message and the two security messages: nothing else
+    assert [t for t, p in hub.seen if t.startswith("devices/")] == [
+        "devices/dev-01/messages/events/" + "%24.ct=application%2Fjson&%24.ce=utf-8&%24.ifid=urn%3Aazureiot%3ASecurity%3ASecurityAgent%3A1",
+        "devices/dev-01/messages/events/",
+        "devices/dev-01/messages/events/" + "%24.ct=application%2Fjson&%24.ce=utf-8&%24.ifid=urn%3Aazureiot%3ASecurity%3ASecurityAgent%3A1"]
+
+
+# ---- the app survives its broker going away ----------------------------------------
+def test_unix_main_reconnects_with_backoff_after_broker_restart(mqtt_lib, tmp_path):
+    b = Broker(tmp_path / "b").start()
+    hub = None
+    try:
+        dev = device_main(mqtt_lib, tmp_path, {
+            "host": "hub.example", "connect": "127.0.0.1", "port": b.port, "tls": False, "deviceId": "dev-01",
+            "sasToken": "", "keepalive": 30, "telemetryInterval": 0, "backoff": [0.2, 0.8]}, config={"deviceId": "dev-01"})
+        dev.wait_line(lambda l: l == "app: connected to hub.example as dev-01")
+        b.stop()
+        dev.wait_line(lambda l: l.startswith("app: session lost ("))
+        dev.wait_line(lambda l: l.endswith("reconnecting in 0.8s"))    # 0.2, 0.4, 0.8: backing off
+        b.start()   # same port
+        dev.wait_line(lambda l: l == "app: connected to hub.example as dev-01")
+        hub = Hub(b.port)
+        hub.c2d(b"still here")
+        dev.wait_line(lambda l: l == "app: c2d: still here")
+    finally:
+        rc = dev.stop()
+        if hub:
+            hub.close()
+        b.stop()
+    assert rc == 0
+    delays = [l.rsplit(" ", 1)[1] for l in dev.lines if l.startswith("app: session lost")]
+    assert delays[:3] == ["0.2s", "0.4s", "0.8s"] and set(delays[3:]) <= {"0.8s"}
+
+
+def test_oversized_message_on_a_small_heap(mqtt_lib, tmp_path):
+    # 70 KB does not fit a 64 KB board's heap: umqtt's read fails, the
+    # watcher reports it, the app reconnects and goes on
+    with Broker(tmp_path / "b") as b:
+        hub = Hub(b.port)
+        try:
+            dev = device_main(mqtt_lib, tmp_path, {
+                "host": "hub.example", "connect": "127.0.0.1", "port": b.port, "tls": False, "deviceId": "dev-01",
+                "sasToken": "", "keepalive": 30, "telemetryInterval": 0, "backoff": [0.2, 0.8]},
+                config={"deviceId": "dev-01"})
+            dev.wait_line(lambda l: l == "app: connected to hub.example as dev-01")
+            hub.c2d(b"x" * 70000)
+            dev.wait_line(lambda l: l.startswith("app: session lost (MemoryError"))
+            dev.wait_line(lambda l: l == "app: connected to hub.example as dev-01")
+            hub.c2d(b"small")
+            dev.wait_line(lambda l: l == "app: c2d: small")
+        finally:
+            rc = dev.stop()
+            hub.close()
+    assert rc == 0
+    assert [without_time(x) for x in alerts(dev.lines)] == [alert("mqtt_malformed", {
+        "operation": "receive", "resource": "", "error": "message too large for the device's memory"})]
+    assert dev.lines[-1].startswith("app: stopped: c2d=1 ")
