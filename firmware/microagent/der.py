@@ -25,54 +25,93 @@ class DERError(ValueError):
     str() says what and at which byte offset."""
 
 
-def peek(buf, pos, have):
-    """Read the tag and length octets of the TLV starting at buf[pos],
-    looking at no byte at or past `have`.
+class Reader:
+    """A cursor over one DER buffer that allocates nothing per element.
 
-    Returns (tag, header_len, content_len). The content is NOT checked to
-    be present: the caller compares content_len with what it has (tlv()
-    does). Raises DERError for a missing header, a high tag number, an
-    indefinite length (0x80), a length in more than 4 octets, or a
-    length not in the shortest form (X.690 10.1).
+    Reader(buf): buf is bytes, bytearray or memoryview. header() and read()
+    leave their result in attributes instead of returning a tuple: .tag,
+    .start (first content octet), .length, .end (start + length); all are
+    offsets into buf. Each call overwrites them: copy what you still need
+    into locals before the next one.
     """
-    if pos >= have:
-        raise DERError("truncated: no tag at offset %d" % pos)
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise DERError("high tag number at offset %d (not used in X.509)" % pos)
-    if pos + 1 >= have:
-        raise DERError("truncated: no length at offset %d" % (pos + 1))
-    n = buf[pos + 1]
-    if n < 0x80:
-        return tag, 2, n
-    k = n & 0x7F
-    if k == 0:
-        raise DERError("indefinite length at offset %d (not DER)" % (pos + 1))
-    if k > 4:
-        raise DERError("length in %d octets at offset %d (more than 4)" % (k, pos + 1))
-    if pos + 2 + k > have:
-        raise DERError("truncated: length octets at offset %d" % (pos + 1))
-    if buf[pos + 2] == 0:
-        raise DERError("non-minimal length at offset %d (leading zero octet)" % (pos + 1))
-    n = 0
-    for i in range(pos + 2, pos + 2 + k):
-        n = (n << 8) | buf[i]
-    if n < 0x80:
-        raise DERError("non-minimal length at offset %d (%d needs the short form)" % (pos + 1, n))
-    return tag, 2 + k, n
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.tag = 0
+        self.start = 0
+        self.length = 0
+        self.end = 0
+
+    def header(self, pos, have):
+        """Read the tag and length octets at buf[pos], looking at no byte at
+        or past `have`; the content is NOT checked to be present (read()
+        does that). Returns .start. Raises DERError for a missing header,
+        a high tag number, an indefinite length (0x80), a length in more
+        than 4 octets, or a length not in its shortest form (X.690 10.1).
+        """
+        buf = self.buf
+        if pos >= have:
+            raise DERError("truncated: no tag at offset %d" % pos)
+        tag = buf[pos]
+        if tag & 0x1F == 0x1F:
+            raise DERError("high tag number at offset %d (not used in X.509)" % pos)
+        if pos + 1 >= have:
+            raise DERError("truncated: no length at offset %d" % (pos + 1))
+        n = buf[pos + 1]
+        start = pos + 2
+        if n >= 0x80:
+            k = n & 0x7F
+            if k == 0:
+                raise DERError("indefinite length at offset %d (not DER)" % (pos + 1))
+            if k > 4:
+                raise DERError("length in %d octets at offset %d (more than 4)" % (k, pos + 1))
+            if start + k > have:
+                raise DERError("truncated: length octets at offset %d" % (pos + 1))
+            if buf[start] == 0:
+                raise DERError("non-minimal length at offset %d (leading zero octet)" % (pos + 1))
+            n = 0
+            for i in range(start, start + k):
+                n = (n << 8) | buf[i]
+            if n < 0x80:
+                raise DERError("non-minimal length at offset %d (%d needs the short form)" % (pos + 1, n))
+            start += k
+        self.tag = tag
+        self.start = start
+        self.length = n
+        self.end = start + n
+        return start
+
+    def read(self, pos, end):
+        """header() of the TLV at buf[pos] that must lie wholly before
+        offset `end`. Returns .start. Raises DERError as header() does, and
+        when the length runs past `end` (checked before anything uses it).
+        """
+        start = self.header(pos, end)
+        if self.length > end - start:
+            raise DERError("length %d at offset %d runs past the end (%d bytes left)" % (self.length, pos + 1, end - start))
+        return start
+
+    def expect(self, pos, end, tag):
+        """read() that also requires the tag. Returns .start. Raises
+        DERError naming the expected and the found tag."""
+        start = self.read(pos, end)
+        if self.tag != tag:
+            raise DERError("expected %s at offset %d, found tag 0x%02x" % (_name(tag), pos, self.tag))
+        return start
+
+
+def peek(buf, pos, have):
+    """Reader.header() as a tuple: (tag, header_len, content_len)."""
+    r = Reader(buf)
+    r.header(pos, have)
+    return r.tag, r.start - pos, r.length
 
 
 def tlv(buf, pos, end):
-    """Read the TLV at buf[pos] that must lie wholly before offset `end`.
-
-    Returns (tag, content_start, content_end) as offsets into buf.
-    Raises DERError as peek() does, and when the length runs past `end`.
-    """
-    tag, h, n = peek(buf, pos, end)
-    start = pos + h
-    if n > end - start:
-        raise DERError("length %d at offset %d runs past the end (%d bytes left)" % (n, pos + 1, end - start))
-    return tag, start, start + n
+    """Reader.read() as a tuple: (tag, content_start, content_end)."""
+    r = Reader(buf)
+    r.read(pos, end)
+    return r.tag, r.start, r.end
 
 
 def _name(tag):
@@ -90,12 +129,10 @@ def _name(tag):
 
 
 def expect(buf, pos, end, tag):
-    """tlv() that also requires the tag. Returns (content_start,
-    content_end). Raises DERError naming the expected and the found tag."""
-    t, s, e = tlv(buf, pos, end)
-    if t != tag:
-        raise DERError("expected %s at offset %d, found tag 0x%02x" % (_name(tag), pos, t))
-    return s, e
+    """Reader.expect() as a tuple: (content_start, content_end)."""
+    r = Reader(buf)
+    r.expect(pos, end, tag)
+    return r.start, r.end
 
 
 def integer(buf, start, end):
@@ -104,15 +141,21 @@ def integer(buf, start, end):
     Returns an int (a big int where it needs one). Raises DERError for an
     empty or non-minimal encoding (a needless leading 0x00 or 0xFF).
     """
-    n = end - start
-    if n <= 0:
-        raise DERError("empty INTEGER at offset %d" % start)
-    b0 = buf[start]
+    return signed(bytes(buf[start:end]), start)
+
+
+def signed(octets, offset=0):
+    """signed INTEGER content octets (bytes) -> int; see integer().
+    offset only names the place in error messages."""
+    n = len(octets)
+    if n == 0:
+        raise DERError("empty INTEGER at offset %d" % offset)
+    b0 = octets[0]
     if n > 1:
-        b1 = buf[start + 1]
+        b1 = octets[1]
         if (b0 == 0 and b1 < 0x80) or (b0 == 0xFF and b1 >= 0x80):
-            raise DERError("non-minimal INTEGER at offset %d" % start)
-    v = int.from_bytes(bytes(buf[start:end]), "big")
+            raise DERError("non-minimal INTEGER at offset %d" % offset)
+    v = int.from_bytes(octets, "big")
     if b0 & 0x80:
         v -= 1 << (8 * n)
     return v

@@ -69,6 +69,7 @@ class Certificate:
 
 
 def _hex(digest):
+    # hexlify in C: a Python loop would save ~100 bytes but cost ~10 us
     return binascii.hexlify(digest).decode().upper()
 
 
@@ -84,80 +85,87 @@ def parse(buf):
     not keep buf). Raises DERError (a ValueError) naming the problem and
     its byte offset: not strict DER, not a certificate, bytes after it,
     a time not in the DER form RFC 5280 4.1.2.5 requires.
+    Walks the DER in place with one der.Reader: no copy of the
+    certificate and no allocation per element.
     """
     mv = buf if isinstance(buf, memoryview) else memoryview(buf)
     end = len(mv)
-    s, e = der.expect(mv, 0, end, der.SEQUENCE)
+    r = der.Reader(mv)
+    s = r.expect(0, end, der.SEQUENCE)
+    e = r.end
     if e != end:
         raise DERError("%d bytes after the certificate (offset %d)" % (end - e, e))
     c = Certificate()
     c.size = end
-    ts, te = der.expect(mv, s, e, der.SEQUENCE)  # tbsCertificate
-    p = ts
+    p = r.expect(s, e, der.SEQUENCE)  # tbsCertificate
+    te = r.end
     c.version = 1
     if p < te and mv[p] == 0xA0:
-        vs, ve = der.expect(mv, p, te, 0xA0)
-        is_, ie = der.expect(mv, vs, ve, der.INTEGER)
-        if ie != ve:
-            raise DERError("bytes after the version at offset %d" % ie)
-        v = der.small_int(mv, is_, ie)
+        vs = r.expect(p, te, 0xA0)
+        ve = r.end
+        is_ = r.expect(vs, ve, der.INTEGER)
+        if r.end != ve:
+            raise DERError("bytes after the version at offset %d" % r.end)
+        v = der.small_int(mv, is_, ve)
         if v > 2:
             raise DERError("unknown certificate version %d" % (v + 1))
         c.version = v + 1
         p = ve
-    ss, se = der.expect(mv, p, te, der.INTEGER)
-    c.serial = der.integer(mv, ss, se)
-    c.serial_bytes = bytes(mv[ss:se])
-    p = _skip(mv, se, te, der.SEQUENCE)  # signature AlgorithmIdentifier
-    ns, ne = der.expect(mv, p, te, der.SEQUENCE)
-    c.issuer_cn = _cn(mv, ns, ne)
-    vs, ve = der.expect(mv, ne, te, der.SEQUENCE)  # validity
-    c.not_before, q = read_time(mv, vs, ve)
-    c.not_after, q = read_time(mv, q, ve)
-    if q != ve:
-        raise DERError("bytes after notAfter at offset %d" % q)
-    ns, ne = der.expect(mv, ve, te, der.SEQUENCE)
-    c.subject_cn = _cn(mv, ns, ne)
-    ks, ke = der.expect(mv, ne, te, der.SEQUENCE)
-    _key(c, mv, ks, ke)
-    p = ke
+    ss = r.expect(p, te, der.INTEGER)
+    c.serial_bytes = bytes(mv[ss:r.end])
+    c.serial = der.signed(c.serial_bytes, ss)
+    r.expect(r.end, te, der.SEQUENCE)  # signature AlgorithmIdentifier
+    ns = r.expect(r.end, te, der.SEQUENCE)
+    ne = r.end
+    c.issuer_cn = _cn(r, ns, ne)
+    vs = r.expect(ne, te, der.SEQUENCE)  # validity
+    ve = r.end
+    c.not_before = read_time(mv, vs, ve, r)
+    c.not_after = read_time(mv, r.end, ve, r)
+    if r.end != ve:
+        raise DERError("bytes after notAfter at offset %d" % r.end)
+    ns = r.expect(ve, te, der.SEQUENCE)
+    ne = r.end
+    c.subject_cn = _cn(r, ns, ne)
+    ks = r.expect(ne, te, der.SEQUENCE)
+    p = r.end
+    _key(c, r, ks, p)
     last = 0
     while p < te:  # issuerUniqueID [1], subjectUniqueID [2], extensions [3]
-        t, xs, xe = der.tlv(mv, p, te)
+        r.read(p, te)
+        t = r.tag
         n = t & 0x1F if t in (0x81, 0xA1, 0x82, 0xA2, 0xA3) else 0
         if n <= last:
             raise DERError("unexpected tag 0x%02x in tbsCertificate at offset %d" % (t, p))
         last = n
-        p = xe
-    p = _skip(mv, te, e, der.SEQUENCE)  # signatureAlgorithm
-    p = _skip(mv, p, e, der.BIT_STRING)  # signatureValue
-    if p != e:
-        raise DERError("bytes after the signature at offset %d" % p)
+        p = r.end
+    r.expect(te, e, der.SEQUENCE)  # signatureAlgorithm
+    r.expect(r.end, e, der.BIT_STRING)  # signatureValue
+    if r.end != e:
+        raise DERError("bytes after the signature at offset %d" % r.end)
     c.sha1, c.sha256 = thumbprints(mv)
     return c
 
 
-def _skip(mv, p, end, tag):
-    s, e = der.expect(mv, p, end, tag)
-    return e
-
-
-def _cn(mv, s, e):
+def _cn(r, s, e):
     # Name ::= SEQUENCE OF RelativeDistinguishedName (SET OF
     # AttributeTypeAndValue); the first CN wins.
+    mv = r.buf
     cn = None
     p = s
     while p < e:
-        rs, re_ = der.expect(mv, p, e, der.SET)
-        q = rs
+        q = r.expect(p, e, der.SET)
+        re_ = r.end
         while q < re_:
-            as_, ae = der.expect(mv, q, re_, der.SEQUENCE)
-            os_, oe = der.expect(mv, as_, ae, der.OID)
-            t, vs, ve = der.tlv(mv, oe, ae)
-            if ve != ae:
-                raise DERError("bytes after an attribute value at offset %d" % ve)
+            as_ = r.expect(q, re_, der.SEQUENCE)
+            ae = r.end
+            os_ = r.expect(as_, ae, der.OID)
+            oe = r.end
+            vs = r.read(oe, ae)
+            if r.end != ae:
+                raise DERError("bytes after an attribute value at offset %d" % r.end)
             if cn is None and der.equals(mv, os_, oe, _CN):
-                cn = _string(mv, t, vs, ve)
+                cn = _string(mv, r.tag, vs, ae)
             q = ae
         p = re_
     return cn
@@ -195,44 +203,57 @@ def _digits(mv, i):
     return a * 10 + b
 
 
-def read_time(mv, p, end):
+def read_time(mv, p, end, r=None):
     """Read the Time TLV at mv[p] (before offset `end`): UTCTime
     YYMMDDHHMMSSZ (years 50-99 are 19xx, 00-49 are 20xx) or
     GeneralizedTime YYYYMMDDHHMMSSZ, the only forms RFC 5280 4.1.2.5.1/.2
-    allows. Returns ((Y, M, D, h, m, s), offset after the TLV). Raises
-    DERError for fractions, offsets, missing seconds, a missing Z, other
-    tags, or a date or time out of range.
+    allows. Returns (Y, M, D, h, m, s); r (a der.Reader over mv, made
+    when not given) has .end = the offset after the TLV. Raises DERError
+    for fractions, offsets, missing seconds, a missing Z, other tags, or a
+    date or time out of range.
     """
-    t, s, e = der.tlv(mv, p, end)
+    if r is None:
+        r = der.Reader(mv)
+    s = r.read(p, end)
+    e = r.end
+    t = r.tag
     n = e - s
     if t == der.UTC_TIME:
         want = 13
-        form = "UTCTime must be YYMMDDHHMMSSZ"
     elif t == der.GENERALIZED_TIME:
         want = 15
-        form = "GeneralizedTime must be YYYYMMDDHHMMSSZ"
     else:
         raise DERError("expected UTCTime or GeneralizedTime at offset %d, found tag 0x%02x" % (p, t))
     if n != want or mv[e - 1] != 0x5A:
         raise DERError("%s (no fractions, offsets or missing seconds; ends in Z), got %s at offset %d"
-                       % (form, _show(mv, s, e), p))
-    f = []
-    for i in range(s, e - 1, 2):
-        v = _digits(mv, i)
-        if v < 0:
-            raise DERError("%s, got %s at offset %d" % (form, _show(mv, s, e), p))
-        f.append(v)
+                       % (_form(t), _show(mv, s, e), p))
     if t == der.UTC_TIME:
-        y = f[0] + (1900 if f[0] >= 50 else 2000)  # RFC 5280 4.1.2.5.1
-        f = f[1:]
+        y = _digits(mv, s)
+        if y >= 0:
+            y += 1900 if y >= 50 else 2000  # RFC 5280 4.1.2.5.1
+        i = s + 2
     else:
-        y = f[0] * 100 + f[1]
-        f = f[2:]
-    mo, d, h, mi, sec = f
+        y = _digits(mv, s)
+        y2 = _digits(mv, s + 2)
+        y = y * 100 + y2 if y >= 0 and y2 >= 0 else -1
+        i = s + 4
+    mo = _digits(mv, i)
+    d = _digits(mv, i + 2)
+    h = _digits(mv, i + 4)
+    mi = _digits(mv, i + 6)
+    sec = _digits(mv, i + 8)
+    if y < 0 or mo < 0 or d < 0 or h < 0 or mi < 0 or sec < 0:
+        raise DERError("%s, got %s at offset %d" % (_form(t), _show(mv, s, e), p))
     if not (1 <= mo <= 12 and 1 <= d <= _MDAYS[mo - 1] + (1 if mo == 2 and _leap(y) else 0)
             and h < 24 and mi < 60 and sec < 60):
         raise DERError("time out of range: %s at offset %d" % (_show(mv, s, e), p))
-    return (y, mo, d, h, mi, sec), e
+    return (y, mo, d, h, mi, sec)
+
+
+def _form(t):
+    if t == der.UTC_TIME:
+        return "UTCTime must be YYMMDDHHMMSSZ"
+    return "GeneralizedTime must be YYYYMMDDHHMMSSZ"
 
 
 def _show(mv, s, e):
@@ -248,11 +269,15 @@ def _leap(y):
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
 
 
-def _key(c, mv, s, e):
+def _key(c, r, s, e):
     # SubjectPublicKeyInfo (RFC 5280 4.1.2.7): algorithm and key size.
-    as_, ae = der.expect(mv, s, e, der.SEQUENCE)
-    os_, oe = der.expect(mv, as_, ae, der.OID)
-    bs, be = der.expect(mv, ae, e, der.BIT_STRING)
+    mv = r.buf
+    as_ = r.expect(s, e, der.SEQUENCE)
+    ae = r.end
+    os_ = r.expect(as_, ae, der.OID)
+    oe = r.end
+    bs = r.expect(ae, e, der.BIT_STRING)
+    be = r.end
     if be != e:
         raise DERError("bytes after the public key at offset %d" % be)
     if bs >= be or mv[bs] > 7:
@@ -262,9 +287,11 @@ def _key(c, mv, s, e):
     if der.equals(mv, os_, oe, _RSA):
         c.key_type = "RSA"
         # RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
-        rs, re_ = der.expect(mv, bs + 1, be, der.SEQUENCE)
-        ms, me = der.expect(mv, rs, re_, der.INTEGER)
-        der.expect(mv, me, re_, der.INTEGER)
+        rs = r.expect(bs + 1, be, der.SEQUENCE)
+        re_ = r.end
+        ms = r.expect(rs, re_, der.INTEGER)
+        me = r.end
+        r.expect(me, re_, der.INTEGER)
         while ms < me and mv[ms] == 0:
             ms += 1
         bits = (me - ms) * 8
@@ -276,7 +303,8 @@ def _key(c, mv, s, e):
         c.key_bits = bits
     elif der.equals(mv, os_, oe, _EC):
         c.key_type = "EC"
-        ps, pe = der.expect(mv, oe, ae, der.OID)  # namedCurve (RFC 5480)
+        ps = r.expect(oe, ae, der.OID)  # namedCurve (RFC 5480)
+        pe = r.end
         for oid, name, bits in _CURVES:
             if der.equals(mv, ps, pe, oid):
                 c.curve = name
@@ -318,176 +346,259 @@ def civil(utc):
 _BEGIN = b"-----BEGIN "
 _CERT_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _CERT_END = b"-----END CERTIFICATE-----"
+_LINE = 128  # file read buffer; a longer line is read in pieces
 
 
-class _Buf:
-    # line reader over a buffer, same surface as a file opened "rb"
+class _BufLines:
+    # Lines of a buffer without copying: after next() is True the line is
+    # buf[s:e] (no newline); bol: it starts a line. left(): input bytes
+    # from the current line on.
     def __init__(self, mv):
-        self.mv = mv
-        self.pos = 0
+        self.buf = mv
+        self.view = mv
+        self.s = 0
+        self.e = 0
+        self.bol = True
+        self._p = 0
 
-    def readline(self):
-        mv = self.mv
-        i = self.pos
+    def next(self):
+        mv = self.buf
+        p = self._p
         n = len(mv)
-        j = i
+        if p >= n:
+            return False
+        j = p
         while j < n and mv[j] != 10:
             j += 1
-        if j < n:
-            j += 1
-        self.pos = j
-        return mv[i:j]
+        self.s = p
+        self.e = j
+        self._p = j + 1
+        return True
 
     def left(self):
-        return len(self.mv) - self.pos
+        return len(self.buf) - self.s
 
 
-class _File:
+class _FileLines:
+    # The same over a file, through one fixed buffer of _LINE bytes.
     def __init__(self, f, size):
         self.f = f
         self.size = size
+        self.buf = bytearray(_LINE)
+        self._mv = self.view = memoryview(self.buf)
+        self.s = 0
+        self.e = 0
+        self.bol = True
+        self._n = 0  # bytes in buf
+        self._p = 0  # next unread byte in buf
+        self._base = 0  # file offset of buf[0]
+        self._eof = False
+        self._eol = True  # the previous piece ended its line
 
-    def readline(self):
-        return self.f.readline()
+    def next(self):
+        buf = self.buf
+        if self._p >= self._n:
+            self._fill()
+            if self._n == 0:
+                return False
+        j = self._p
+        while j < self._n and buf[j] != 10:
+            j += 1
+        if j == self._n and not self._eof and self._p > 0:
+            # the line goes on past the buffer: move it to the front, read on
+            self._fill()
+            j = self._p
+            while j < self._n and buf[j] != 10:
+                j += 1
+        self.bol = self._eol
+        self.s = self._p
+        self.e = j
+        self._eol = j < self._n or self._eof
+        self._p = j + 1 if j < self._n else j
+        return True
+
+    def _fill(self):
+        # keep the unread tail, then fill the rest of the buffer
+        buf = self.buf
+        k = self._n - self._p
+        for i in range(k):
+            buf[i] = buf[self._p + i]
+        self._base += self._p
+        self._p = 0
+        r = self.f.readinto(self._mv[k:]) if not self._eof else 0
+        if not r:
+            self._eof = True
+            r = 0
+        self._n = k + r
 
     def left(self):
-        return self.size - self.f.tell()
+        return self.size - self._base - self.s
 
 
-def _strip(line):
-    # the line without trailing CR/LF/spaces/tabs, as (start, end)
-    e = len(line)
-    while e and line[e - 1] in (10, 13, 32, 9):
-        e -= 1
-    s = 0
-    while s < e and line[s] in (32, 9):
+def _lstrip(buf, s, e):
+    while s < e and (buf[s] == 32 or buf[s] == 9):
         s += 1
-    return s, e
+    return s
 
 
-def _b64check(line, s, e, lineno):
-    # RFC 4648 alphabet; '=' only as padding at the end of the line
-    pad = 0
-    for i in range(s, e):
-        ch = line[i]
-        if ch == 61:
-            pad += 1
-            if pad > 2:
-                raise DERError("PEM line %d: too much '=' padding" % lineno)
-        elif pad or not (65 <= ch <= 90 or 97 <= ch <= 122 or 48 <= ch <= 57 or ch == 43 or ch == 47):
-            raise DERError("PEM line %d: invalid base64 character %s at column %d" % (lineno, _show(line, i, i + 1), i + 1))
-    return pad
+def _rstrip(buf, s, e):
+    while e > s and buf[e - 1] in (13, 32, 9):
+        e -= 1
+    return e
 
 
-def _pem_cert(src, lineno):
-    # base64 body of one CERTIFICATE block, decoded into a bytearray of
-    # exactly the DER's size (known from its first bytes and checked
-    # against what the rest of the input can hold before allocating)
-    out = None
-    head = b""
-    filled = 0
-    carry = b""
-    padded = False
-    while True:
-        line = src.readline()
-        lineno += 1
-        if not line:
-            raise DERError("PEM: no -----END CERTIFICATE----- line")
-        s, e = _strip(line)
-        if e - s >= 5 and line[s] == 45 and line[s + 1] == 45:  # "--"
-            if not (e - s == len(_CERT_END) and line[s:e] == _CERT_END):
-                raise DERError("PEM line %d: expected -----END CERTIFICATE-----" % lineno)
-            break
-        if s == e:
-            continue
-        if padded:
-            raise DERError("PEM line %d: base64 after the '=' padding" % lineno)
-        if _b64check(line, s, e, lineno):
-            padded = True
-        chunk = carry + bytes(line[s:e])
-        k = len(chunk) - len(chunk) % 4
-        carry = chunk[k:]
-        if padded and carry:
-            raise DERError("PEM line %d: base64 length not a multiple of 4" % lineno)
-        if not k:
-            continue
-        d = binascii.a2b_base64(chunk[:k])
+class _Body:
+    # base64 bodies of CERTIFICATE blocks, validated character by
+    # character (binascii.a2b_base64 would skip bad ones) and decoded a
+    # line at a time, straight from the line buffer, into one buffer
+    # reused from certificate to certificate (grown to the largest DER
+    # size, known from the first decoded bytes and checked against what
+    # the rest of the input can hold before anything is allocated for it):
+    # a file of many certificates does not fragment the heap
+    def __init__(self, src):
+        self.src = src
+        self.carry = bytearray(4)  # a quantum split across lines
+        self.store = None
+
+    def begin(self):
+        self.nc = 0  # characters in carry
+        self.total = 0  # characters seen
+        self.pad = 0
+        self.out = None  # the DER being decoded: store or a view of it
+        self.head = None  # the first decoded bytes, until the DER size is known
+        self.filled = 0
+
+    def add(self, buf, s, e, lineno):
+        for i in range(s, e):
+            ch = buf[i]
+            if ch == 61:  # '='
+                self.pad += 1
+                if self.pad > 2:
+                    raise DERError("PEM line %d: too much '=' padding" % lineno)
+            elif self.pad:
+                raise DERError("PEM line %d: base64 after the '=' padding" % lineno)
+            elif not (65 <= ch <= 90 or 97 <= ch <= 122 or 48 <= ch <= 57 or ch == 43 or ch == 47):
+                raise DERError("PEM line %d: invalid base64 character %s at column %d"
+                               % (lineno, _show(buf, i, i + 1), i - self.src.s + 1))
+        self.total += e - s
+        carry = self.carry
+        while self.nc and s < e:
+            carry[self.nc] = buf[s]
+            self.nc += 1
+            s += 1
+            if self.nc == 4:
+                self.nc = 0
+                self._put(binascii.a2b_base64(carry))
+        k = s + (e - s) // 4 * 4
+        if k > s:
+            self._put(binascii.a2b_base64(self.src.view[s:k]))
+        while k < e:
+            carry[self.nc] = buf[k]
+            self.nc += 1
+            k += 1
+
+    def _put(self, d, last=False):
+        out = self.out
         if out is None:
-            head += d
-            if len(head) < 6 and not padded:
-                continue
-            tag, h, n = der.peek(head, 0, len(head))
-            total = h + n
-            # what the rest of the input can still decode to, at most
-            room = len(head) + (src.left() * 3) // 4
+            if self.head is not None:
+                d = self.head + d
+            if len(d) < 6 and not last:
+                self.head = d
+                return
+            self.head = None
+            r = der.Reader(d)
+            r.header(0, len(d))
+            total = r.end
+            room = len(d) + (self.src.left() * 3) // 4
             if total > room:
                 raise DERError("PEM: DER length %d runs past the end (the input holds at most %d bytes)" % (total, room))
-            if total < len(head):
-                raise DERError("PEM: %d bytes after the certificate" % (len(head) - total))
-            out = bytearray(total)
-            out[0:len(head)] = head
-            filled = len(head)
-            head = None
-        else:
-            if filled + len(d) > len(out):
-                raise DERError("PEM: %d bytes after the certificate" % (filled + len(d) - len(out)))
-            out[filled:filled + len(d)] = d
-            filled += len(d)
-    if carry:
-        raise DERError("PEM line %d: base64 length not a multiple of 4" % lineno)
-    if out is None:
-        if not head:
+            if total < len(d):
+                raise DERError("PEM: %d bytes after the certificate" % (len(d) - total))
+            out = self.out = _room(self, total)
+        f = self.filled
+        if f + len(d) > len(out):
+            raise DERError("PEM: %d bytes after the certificate" % (f + len(d) - len(out)))
+        out[f:f + len(d)] = d
+        self.filled = f + len(d)
+
+    def finish(self, lineno):
+        if self.nc:
+            raise DERError("PEM line %d: base64 length not a multiple of 4" % lineno)
+        if not self.total:
             raise DERError("PEM line %d: empty CERTIFICATE block" % lineno)
-        tag, h, n = der.peek(head, 0, len(head))
-        out = bytearray(head)
-        filled = len(out)
-    if filled != len(out):
-        raise DERError("PEM: truncated (DER length %d, base64 holds %d)" % (len(out), filled))
-    return out, lineno
+        if self.out is None:
+            self._put(self.head, True)
+        out = self.out
+        if self.filled != len(out):
+            raise DERError("PEM: truncated (DER length %d, base64 holds %d)" % (len(out), self.filled))
+        self.out = None
+        return out
 
 
 def _pem(src):
     lineno = 0
     found = False
     skip = None  # END line of a non-certificate block being skipped
-    while True:
-        line = src.readline()
-        lineno += 1
-        if not line:
-            break
-        s, e = _strip(line)
-        if skip is not None:
-            if line[s:e] == skip:
-                skip = None
-            continue
-        if e - s >= len(_BEGIN) and line[s:s + len(_BEGIN)] == _BEGIN:
-            if line[s:e] == _CERT_BEGIN:
-                buf, lineno = _pem_cert(src, lineno)
+    body = _Body(src)
+    inside = False
+    while src.next():
+        buf = src.buf
+        if src.bol:
+            lineno += 1
+        s = _lstrip(buf, src.s, src.e)
+        e = _rstrip(buf, s, src.e)
+        marker = src.bol and e - s >= 5 and buf[s] == 45 and buf[s + 1] == 45  # "--"
+        if inside:
+            if marker:
+                if not der.equals(buf, s, e, _CERT_END):
+                    raise DERError("PEM line %d: expected -----END CERTIFICATE-----" % lineno)
+                out = body.finish(lineno)
+                inside = False
                 found = True
-                yield buf
-                buf = None
-            elif e - s > 16 and line[e - 5:e] == b"-----":
+                yield out
+                out = None
+            else:
+                body.add(buf, s, e, lineno)
+        elif skip is not None:
+            if marker and der.equals(buf, s, e, skip):
+                skip = None
+        elif marker and e - s >= len(_BEGIN) and der.equals(buf, s, s + len(_BEGIN), _BEGIN):
+            if der.equals(buf, s, e, _CERT_BEGIN):
+                body.begin()
+                inside = True
+            elif e - s > 16 and der.equals(buf, e - 5, e, b"-----"):
                 # another PEM block (a private key, parameters): skip it
-                skip = b"-----END " + bytes(line[s + 11:e])
+                skip = b"-----END " + bytes(buf[s + 11:e])
             else:
                 raise DERError("PEM line %d: malformed BEGIN line" % lineno)
         # any other text outside a block is explanatory (RFC 7468 5.2)
+    if inside:
+        raise DERError("PEM: no -----END CERTIFICATE----- line")
     if skip is not None:
         raise DERError("PEM: no %s line" % skip.decode())
     if not found:
         raise DERError("neither DER nor a PEM CERTIFICATE block")
 
 
+def _room(holder, total):
+    # a buffer of exactly `total` bytes: holder.store when it is big
+    # enough (a view of it), else a new store of that size
+    st = holder.store
+    if st is None or len(st) < total:
+        st = None
+        holder.store = st = bytearray(total)
+    return st if len(st) == total else memoryview(st)[:total]
+
+
 def _ders(mv):
     # one or several DER certificates back to back in a buffer
     p = 0
     n = len(mv)
+    r = der.Reader(mv)
     while p < n:
-        tag, h, ln = der.peek(mv, p, n)
-        if ln > n - p - h:
-            raise DERError("length %d at offset %d runs past the end (%d bytes left)" % (ln, p + 1, n - p - h))
-        yield mv[p:p + h + ln]
-        p += h + ln
+        r.read(p, n)
+        yield mv[p:r.end]
+        p = r.end
 
 
 def iter_certs(data):
@@ -505,7 +616,7 @@ def iter_certs(data):
         for c in _ders(mv):
             yield parse(c)
     else:
-        for buf in _pem(_Buf(mv)):
+        for buf in _pem(_BufLines(mv)):
             c = parse(buf)
             buf = None
             yield c
@@ -514,47 +625,60 @@ def iter_certs(data):
 def iter_file(path):
     """Each Certificate in the file at `path` (DER or PEM as iter_certs()
     takes), read so that only one certificate's bytes are in RAM at a
-    time. Raises OSError when the file cannot be read, DERError (a
-    ValueError) for content that is not certificates.
+    time (plus a 128-byte line buffer for PEM). Raises OSError when the
+    file cannot be read, DERError (a ValueError) for content that is not
+    certificates.
     """
-    import os
-    size = os.stat(path)[6]
     with open(path, "rb") as f:
-        first = f.read(1)
-        if not first:
-            raise DERError("empty file")
+        size = f.seek(0, 2)
         f.seek(0)
-        if first[0] == der.SEQUENCE:
-            pos = 0
-            while pos < size:
-                head = f.read(6)
-                tag, h, n = der.peek(head, 0, len(head))
-                total = h + n
-                if total > size - pos:
-                    raise DERError("length %d at offset %d runs past the end (%d bytes left)" % (n, pos + 1, size - pos - h))
-                buf = bytearray(total)
-                k = min(len(head), total)
-                buf[0:k] = head[:k]
-                if k < len(head):
-                    f.seek(pos + total)
-                elif total > k:
-                    mv = memoryview(buf)
-                    while k < total:
-                        r = f.readinto(mv[k:])
-                        if not r:
-                            raise DERError("file shrank while reading at offset %d" % (pos + k))
-                        k += r
-                    mv = None
-                head = None
+        head = bytearray(6)
+        k = f.readinto(head)
+        if not k:
+            raise DERError("empty file")
+        if head[0] != der.SEQUENCE:
+            f.seek(0)
+            head = None
+            for buf in _pem(_FileLines(f, size)):
                 c = parse(buf)
                 buf = None
                 yield c
-                pos += total
-        else:
-            for buf in _pem(_File(f, size)):
-                c = parse(buf)
-                buf = None
-                yield c
+            return
+        r = der.Reader(head)
+        pos = 0
+        hold = _Holder()
+        while True:
+            r.header(0, k)
+            total = r.end
+            if total > size - pos:
+                raise DERError("length %d at offset %d runs past the end (%d bytes left)" % (r.length, pos + 1, size - pos - r.start))
+            buf = _room(hold, total)
+            n = min(k, total)
+            for i in range(n):
+                buf[i] = head[i]
+            if n < k:
+                f.seek(pos + total)
+            elif total > n:
+                mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+                while n < total:
+                    got = f.readinto(mv[n:])
+                    if not got:
+                        raise DERError("file shrank while reading at offset %d" % (pos + n))
+                    n += got
+                mv = None
+            c = parse(buf)
+            buf = None
+            yield c
+            pos += total
+            if pos >= size:
+                return
+            k = f.readinto(head)
+            if not k:
+                return
+
+
+class _Holder:
+    store = None
 
 
 def read_file(path):
