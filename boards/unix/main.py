@@ -10,6 +10,11 @@ import time
 SETTINGS = sys.argv[1] if len(sys.argv) > 1 else "device.json"
 
 
+def network_ok():
+    """Is the network up? (The unix port's always is.)"""
+    return True
+
+
 def network_up(s):
     """Bring the network up and set the clock: the unix port has both."""
 
@@ -111,6 +116,8 @@ class App:
 
     # ---- session ------------------------------------------------------------
     def connect(self):
+        if not network_ok():
+            network_up(self.s)
         c = self.client
         if "deviceKey" in self.s:
             c.pswd = self.password()   # a fresh token for every connect
@@ -228,4 +235,5 @@ def main(path=SETTINGS):
     App(s).run()
 
 
-main()
+if __name__ == "__main__":
+    main()
