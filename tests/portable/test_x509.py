@@ -315,3 +315,46 @@ def test_parse_allocates_under_4k_on_the_board_heap():
         gc.enable()
     assert c.sha1 == EXPECT["leaf.der"]["sha1"]
     assert used < 4096, used
+
+
+def _body_b64():
+    lines = _read("leaf.pem").split(b"\n")
+    return b"".join(lines[1:-2])
+
+
+def _variants():
+    b64 = _body_b64()
+    begin = b"-----BEGIN CERTIFICATE-----"
+    end = b"-----END CERTIFICATE-----"
+    out = []
+    # 76-character lines (MIME style)
+    out.append(("mime76", begin + b"\n" + b"\n".join(b64[i:i + 76] for i in range(0, len(b64), 76)) + b"\n" + end + b"\n"))
+    # the whole body on one line (longer than the 128-byte file buffer)
+    out.append(("oneline", begin + b"\n" + b64 + b"\n" + end + b"\n"))
+    # odd line lengths: quanta split across lines
+    out.append(("odd", begin + b"\n" + b"\n".join(b64[i:i + 7] for i in range(0, len(b64), 7)) + b"\n" + end + b"\n"))
+    # no newline at the end, trailing spaces and CRLF
+    out.append(("noeol", begin + b"  \r\n" + b"\r\n".join(b64[i:i + 64] for i in range(0, len(b64), 64)) + b"\r\n" + end))
+    # markers straddling the file buffer: text of every length before them
+    for pad in (100, 101, 110, 127, 128, 129, 200):
+        out.append(("pad%d" % pad, b"x" * pad + b"\n" + begin + b"\n" + b64 + b"\n" + end + b"\n"))
+    # a long text line with a BEGIN marker inside it (not at a line
+    # start, whichever buffer piece it falls into): explanatory text
+    out.append(("inline", b"y" * 120 + begin + b"z" * 100 + b"\n" + begin + b"\n" + b64 + b"\n" + end + b"\n"))
+    out.append(("inline128", b"y" * 128 + begin + b"\n" + begin + b"\n" + b64 + b"\n" + end + b"\n"))
+    out.append(("inline128key", b"y" * 128 + b"-----BEGIN PRIVATE KEY-----\n" + begin + b"\n" + b64 + b"\n" + end + b"\n"))
+    return out
+
+
+def test_pem_layouts_read_alike_from_files_and_buffers():
+    import sys
+    want = EXPECT["leaf.der"]["sha256"]
+    path = "/tmp/microagent-test-x509-layout-%s.pem" % sys.implementation.name
+    try:
+        for name, data in _variants():
+            assert [c.sha256 for c in x509.iter_certs(data)] == [want], name
+            with open(path, "wb") as f:
+                f.write(data)
+            assert [c.sha256 for c in x509.iter_file(path)] == [want], name
+    finally:
+        _rm(path)
