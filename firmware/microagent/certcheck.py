@@ -7,6 +7,10 @@ import os
 from . import config, x509
 
 STAT_EVERY_S = 5  # agent seconds between os.stat() looks at the files
+# a file is read again at a window end at least this often (agent seconds)
+# even when size and mtime look unchanged: an unset RTC stamps every
+# file alike, and a renewed certificate often has the same size
+REREAD_S = 3600
 
 
 def _sig(path):
@@ -98,14 +102,16 @@ class CertCheck:
 
     CertCheck(agent) registers itself: check() in agent.checks (start,
     window ends, clock set), watch() in agent.watchers (poll(): a file
-    whose size or mtime changed is checked again within STAT_EVERY_S).
+    whose size or mtime changed is checked again within STAT_EVERY_S). A
+    change that leaves both alike is seen at the first window end
+    REREAD_S after the last read.
     Memory: a few small tuples per configured file, whatever the files
     hold; a file is read one certificate at a time.
     """
 
     def __init__(self, agent):
         self._cfg = None
-        self._files = []  # [path, expected, stat signature, summary or error text]
+        self._files = []
         self._next = 0
         agent.checks.append(self.check)
         agent.watchers.append(self.watch)
@@ -114,10 +120,12 @@ class CertCheck:
         if cfg is self._cfg:
             return
         self._cfg = cfg
-        self._files = [[p, tp, None, None] for p, tp in (cfg.certificates if cfg is not None else ())]
+        # [path, expected, stat signature, summary or error text, agent s of the last read]
+        self._files = [[p, tp, None, None, 0] for p, tp in (cfg.certificates if cfg is not None else ())]
 
-    def _look(self, agent, f, times):
-        # read the file again when it changed (or was never read)
+    def _look(self, agent, f, times, due=False):
+        # read the file again when it changed, was never read, or (due)
+        # was last read REREAD_S ago
         path = f[0]
         try:
             sig = _sig(path)
@@ -126,8 +134,9 @@ class CertCheck:
             f[3] = _reason(e)
             _error(agent, path, f[3])
             return
-        if sig != f[2] or f[3] is None:
+        if sig != f[2] or f[3] is None or (due and agent.sec - f[4] >= REREAD_S):
             f[2] = sig
+            f[4] = agent.sec
             try:
                 f[3] = _summary(x509.iter_file(path))
             except Exception as e:
@@ -144,7 +153,7 @@ class CertCheck:
             return
         times = _times(agent)
         for f in self._files:
-            self._look(agent, f, times)
+            self._look(agent, f, times, True)
 
     def watch(self, agent):
         """Check again each file whose size or mtime changed; looks at

@@ -254,3 +254,34 @@ def test_peer_time_tuple_is_board_safe():
     # value past 2038 and a certificate without expiry
     c = x509.read_file(fixture("forever.pem"))
     assert x509.civil(_utc("2099-12-31T23:59:59Z")) < c.not_after
+
+
+def test_same_size_same_mtime_change_is_seen_within_reread_s():
+    # a renewed certificate of the same size written in the same second
+    # (an unset RTC stamps every file alike): stat cannot tell, the
+    # periodic re-read at a window end does
+    path = _tmp("same.pem")
+    with open(fixture("leaf.pem"), "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    sig_line = lines[-3]  # a line of the signature: changing it keeps the DER valid
+    flipped = sig_line[:5] + (b"A" if sig_line[5:6] != b"A" else b"B") + sig_line[6:]
+    other = data.replace(sig_line, flipped)
+    assert len(other) == len(data) and other != data
+    rule = {"ruleType": "MqttC2DMessagesNotInAllowedRange", "isEnabled": True, "minThreshold": 0,
+            "maxThreshold": 100, "timeWindowSize": "PT1M"}
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+        a, clk, out = _agent("2026-06-01T00:00:00Z", [{"path": path, "expectedThumbprint": LEAF_SHA1}],
+                             timeWindowRules=[rule])
+        with open(path, "wb") as f:
+            f.write(other)
+        clk.advance(certcheck.REREAD_S)
+        a.poll()
+        b = out.brief()
+        assert len(b) == 1 and b[0][0] == "cert_thumbprint_mismatch"
+        assert b[0][2]["expected"] == LEAF_SHA1 and b[0][2]["actual"] != LEAF_SHA1
+        assert b[0][2]["actual"] == x509.read_file(path).sha1
+    finally:
+        _rm(path)
