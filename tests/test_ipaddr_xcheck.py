@@ -145,3 +145,23 @@ def test_same_corpus_on_micropython(mp):
     assert r.returncode == 0, r.stderr
     got = [json.loads(l) for l in r.stdout.splitlines()]
     assert got == _reference(cases)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32), st.just(4)),
+                          st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128), st.just(6))),
+                max_size=12),
+       st.integers(0, 2**128 - 1), st.booleans())
+def test_netlist_matches_ipaddress(nets, probe, v4probe):
+    nl = ipaddr.NetList()
+    refs = []
+    for value, plen, ver in nets:
+        cls = ipaddress.IPv4Address if ver == 4 else ipaddress.IPv6Address
+        text = "%s/%d" % (cls(value), plen)
+        n, p, _ = ipaddr.parse_network(text)
+        nl.add(n, p)
+        refs.append(ipaddress.ip_network(text, strict=False))
+    a = ipaddress.IPv4Address(probe % 2**32) if v4probe else ipaddress.IPv6Address(probe)
+    if a.version == 6 and a.ipv4_mapped is not None:
+        return
+    assert nl.match(a.packed) == any(a in r for r in refs if r.version == a.version)

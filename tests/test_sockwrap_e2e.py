@@ -155,12 +155,46 @@ a.poll()
             except ConnectionRefusedError:
                 time.sleep(0.05)
         clients.append(c)
-    src_port = clients[0].getsockname()[1]
     out, err = proc.communicate(timeout=30)
     for c in clients:
         c.close()
     assert proc.returncode == 0, err
     assert _alerts(out) == [
-        ("suspicious_ip", 1, {"remote": "127.0.0.66", "port": src_port, "direction": "in"}),
+        ("suspicious_ip", 1, {"remote": "127.0.0.66", "port": port, "direction": "in"}),
         ("ActiveConnectionsNotInAllowedRange", 1, {"value": 3, "min": 0, "max": 2, "window_s": 2})]
     assert [l for l in out.splitlines() if not l.startswith(HEAD)] == ["open 3", "open 0"]
+
+
+def test_udp_reconnect_and_nonblocking_connect_counting(mp):
+    tcp_port = _free_port("127.0.0.1")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", tcp_port))
+    srv.listen(2)
+    code = """
+import microagent, socket, time
+a = microagent.start({"deviceId": "d1", "threatIntel": {"ips": ["127.0.0.66"]}})
+u = microagent.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in (5000, 5001, 5000, 5002, 5003):
+    u.connect(socket.getaddrinfo("127.0.0.66", port)[0][-1])
+print("udp open", a.open_connections)
+u.close()
+print("udp closed", a.open_connections)
+t = microagent.socket()
+t.setblocking(False)
+try:
+    t.connect(socket.getaddrinfo("127.0.0.1", %d)[0][-1])
+    print("connected at once")
+except OSError as e:
+    print("pending", e.errno == 115)
+print("tcp open", a.open_connections)
+t.close()
+print("tcp closed", a.open_connections)
+""" % tcp_port
+    r = mp(code)
+    srv.close()
+    assert r.returncode == 0, r.stderr
+    assert [l for l in r.stdout.splitlines() if not l.startswith(HEAD)] == [
+        "udp open 1", "udp closed 0", "pending True", "tcp open 1", "tcp closed 0"]
+    # the repeat to 5000 folds; every new destination is reported at once
+    assert _alerts(r.stdout) == [("suspicious_ip", 1, {"remote": "127.0.0.66", "port": p, "direction": "out"})
+                                 for p in (5000, 5001, 5002, 5003)]

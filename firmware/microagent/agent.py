@@ -51,7 +51,10 @@ class Agent:
         config.ConfigError naming the key; the previous configuration, if
         any, stays in force.
         """
-        cfg = config.parse(doc)
+        try:
+            cfg = config.parse(doc)
+        except (MemoryError, RuntimeError) as e:
+            raise config.ConfigError("config: " + config.too_big(e))
         self.cfg = cfg
         self.device = cfg.device_id
         self.log.fold_s = cfg.fold_s
@@ -78,15 +81,19 @@ class Agent:
     def load(self, path):
         """Read a JSON configuration file and configure() from it.
 
-        Raises config.ConfigError (bad JSON or bad content, naming the key)
-        or OSError (unreadable file); the running configuration stays.
+        Raises config.ConfigError naming the file or key for bad JSON, text
+        that is not UTF-8, a document too large or too deeply nested for
+        the heap, or bad content; OSError for an unreadable file. The
+        running configuration stays in force.
         """
         with open(path) as f:
-            text = f.read()
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise config.ConfigError("%s: not valid JSON (%s)" % (path, e))
+            try:
+                doc = json.load(f)  # streamed: the text is never held whole
+            except ValueError as e:
+                why = str(e)  # MicroPython's json gives no reason for bad UTF-8
+                raise config.ConfigError("%s: not valid JSON (%s)" % (path, why or "or not UTF-8 text"))
+            except (MemoryError, RuntimeError) as e:
+                raise config.ConfigError("%s: %s" % (path, config.too_big(e)))
         return self.configure(doc)
 
     # ---- time ------------------------------------------------------------
@@ -247,8 +254,10 @@ class Agent:
         remote: address bytes (4 or 16), IP text, or an lwIP-style
         (host, port) tuple (its port then wins); a raw struct sockaddr is
         ambiguous with IPv6 bytes, so decode it first with
-        ipaddr.from_sockaddr(). port: int; inbound: True for an accepted
-        connection.
+        ipaddr.from_sockaddr(). port: int, the remote's port for an
+        outbound connection, the device's own (service) port for an inbound
+        one, so repeats from one source fold whatever its ephemeral port.
+        inbound: True for an accepted connection.
         Checks the threat-intel list (both directions) and the allow list
         (outbound only), and counts it as active until connection_closed().
         """
@@ -271,9 +280,9 @@ class Agent:
             if cfg is None:
                 return
             direction = "in" if inbound else "out"
-            if cfg.threat and ipaddr.match_any(remote, cfg.threat):
+            if cfg.threat.match(remote):
                 self._conn_finding("suspicious_ip", remote, port, direction)
-            if not inbound and cfg.allow is not None and not ipaddr.match_any(remote, cfg.allow):
+            if not inbound and cfg.allow is not None and not cfg.allow.match(remote):
                 self._conn_finding("ConnectionToIpNotAllowed", remote, port, direction)
         except Exception as e:
             self._fault("connection_opened", e)

@@ -42,6 +42,16 @@ class ConfigError(ValueError):
     """Invalid configuration; str() is 'key: reason'."""
 
 
+def too_big(exc):
+    """The reason to give for a document the heap could not hold
+    (MemoryError) or that nests deeper than the stack (RuntimeError)."""
+    import gc
+    gc.collect()  # free what the failed parse left behind
+    if isinstance(exc, MemoryError):
+        return "too large for this device's heap (keep long IP lists in threatIntel.file)"
+    return "nested too deeply"
+
+
 def _err(key, reason):
     raise ConfigError("%s: %s" % (key, reason))
 
@@ -81,8 +91,11 @@ def _dur(v, key):
 
 
 def _nets(values, key, warnings):
-    out = []
-    for i in range(len(_list(values, key))):
+    # Two passes: count each family, then fill lists allocated once at
+    # their exact size (growing a bytearray needs old + new on the heap).
+    _list(values, key)
+    n4 = 0
+    for i in range(len(values)):
         v = values[i]
         k = "%s[%d]" % (key, i)
         if not isinstance(v, str):
@@ -93,7 +106,12 @@ def _nets(values, key, warnings):
             _err(k, "%s (got %r)" % (e, v))
         if warn:
             warnings.append("%s: %s" % (k, warn))
-        out.append((net, plen))
+        if len(net) == 4:
+            n4 += 1
+    out = ipaddr.NetList(n4, len(values) - n4)
+    for v in values:
+        net, plen, warn = ipaddr.parse_network(v)
+        out.add(net, plen)
     return out
 
 
@@ -115,11 +133,12 @@ class Config:
     """A validated configuration.
 
     device_id: str; windows: list of (counter index, min, max, seconds);
-    allow: None (everything allowed) or list of (network bytes, prefix);
-    threat: list of (network bytes, prefix); certificates: list of
+    allow: None (everything allowed) or an ipaddr.NetList; threat: an
+    ipaddr.NetList (possibly empty); certificates: list of
     (path, expected thumbprint hex or None); sas_key: base64 text or None;
     console: bool; fold_s: seconds; expiry_days: int; warnings: list of str;
-    version: the twin's $version or None; doc: the document it came from.
+    version: the twin's $version or None. The document itself is not kept
+    (on a board its parsed JSON can be larger than everything else).
     """
 
 
@@ -132,7 +151,6 @@ def parse(doc):
     """
     _obj(doc, "config")
     c = Config()
-    c.doc = doc
     c.warnings = []
     c.version = doc.get("$version")
     for k in doc:

@@ -12,6 +12,14 @@ LISTEN = 0x0A
 _LITTLE = sys.byteorder == "little"
 
 
+def _hex(text):
+    # int(text, 16) also takes "+", "-", "_" and spaces: /proc/net never does
+    for c in text:
+        if c not in "0123456789ABCDEFabcdef":
+            raise ValueError("not hex")
+    return int(text, 16)
+
+
 def _hexaddr(h):
     # /proc/net prints each 32-bit word of the address in host byte order.
     n = len(h)
@@ -20,19 +28,15 @@ def _hexaddr(h):
     out = bytearray(n // 2)
     for w in range(0, n, 8):
         for i in range(4):
-            b = int(h[w + 2 * i:w + 2 * i + 2], 16)
-            out[w // 2 + (3 - i if _LITTLE else i)] = b
+            out[w // 2 + (3 - i if _LITTLE else i)] = _hex(h[w + 2 * i:w + 2 * i + 2])
     return bytes(out)
 
 
 def _endpoint(text):
     c = text.find(":")
-    if c < 0:
-        raise ValueError("endpoint without ':'")
-    port = int(text[c + 1:], 16)
-    if not 0 <= port <= 65535 or c + 5 != len(text):
-        raise ValueError("bad port")
-    return _hexaddr(text[:c]), port
+    if c < 0 or c + 5 != len(text):
+        raise ValueError("endpoint must be ADDRESS:PORT in hex")
+    return _hexaddr(text[:c]), _hex(text[c + 1:])
 
 
 def parse_line(line):
@@ -50,8 +54,21 @@ def parse_line(line):
     ra, rp = _endpoint(f[2])
     if len(f[3]) != 2:
         raise ValueError("bad state")
-    st = int(f[3], 16)
-    return la, lp, ra, rp, st, int(f[9])
+    for c in f[9]:
+        if c not in "0123456789":
+            raise ValueError("bad inode")
+    return la, lp, ra, rp, _hex(f[3]), int(f[9])
+
+
+def _key(udp, la, lp, ra, rp):
+    # FNV-1a over protocol, ports and both addresses, kept to 62 bits so it
+    # is a small int on a 64-bit unix port and fits array("q"); never 0.
+    h = 0xCBF29CE484222325 ^ (udp << 32 | lp << 16 | rp)
+    for b in la:
+        h = ((h ^ b) * 0x100000001B3) & 0x3FFFFFFFFFFFFFFF
+    for b in ra:
+        h = ((h ^ b) * 0x100000001B3) & 0x3FFFFFFFFFFFFFFF
+    return h or 1
 
 
 def _zero(a):
@@ -218,7 +235,7 @@ class ProcNet:
             for line in self._lines(name):
                 try:
                     la, lp, ra, rp, st, ino = parse_line(line)
-                except (ValueError, IndexError):
+                except Exception:  # whatever the line holds, skip it
                     self.skipped += 1
                     continue
                 if udp:
@@ -226,15 +243,17 @@ class ProcNet:
                         continue
                 elif st not in _OPEN:
                     continue
-                # the inode names a live socket; entries without one
-                # (orphans, embryonic) get a negative key from their endpoints
-                f = line.split()
-                key = ino if ino else -2 - (hash(name + f[1] + f[2]) & 0xFFFFFF)
+                # keyed by its endpoints, not its inode: a socket keeps its
+                # endpoints until it is gone, while its inode drops to 0 as
+                # soon as the process closes it (FIN_WAIT2, orphans)
+                key = _key(udp, la, lp, ra, rp)
                 seen = table.mark(key, gen)
                 if seen is None:
                     over += 1
                 elif not seen:
-                    self.agent.connection_opened(ra, rp, False if udp else lp in listen)
+                    inbound = not udp and lp in listen
+                    # inbound: the service port is the port that matters
+                    self.agent.connection_opened(ra, lp if inbound else rp, inbound)
         if over > self.untracked:
             self.untracked = over
         for i in range(table.sweep(gen)):

@@ -3,7 +3,12 @@
 import io
 import socket as _socket
 
+import errno
+
 from . import ipaddr
+
+# a non-blocking connect that has not finished yet (lwIP and POSIX)
+_PENDING = (errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN)
 
 
 class MonitoredSocket(io.IOBase):
@@ -20,34 +25,60 @@ class MonitoredSocket(io.IOBase):
         self._agent = agent
         self._sock = sock
         self._counted = False
+        self._port = 0
 
-    def _report(self, addr, inbound):
+    def _report(self, addr, inbound, port=None):
         # decode here: a unix-port sockaddr is 16 raw bytes, which the agent
         # would otherwise take for an IPv6 address
         try:
-            remote, port = ipaddr.from_sockaddr(addr)
+            remote, rport = ipaddr.from_sockaddr(addr)
         except Exception as e:
             self._agent._fault("socket", e)
             return False
-        self._agent.connection_opened(remote, port, inbound)
+        self._agent.connection_opened(remote, rport if port is None else port, inbound)
         return True
 
+    def bind(self, addr):
+        """socket.bind(addr); the port is kept to name the service in the
+        findings of connections accept() takes on it."""
+        self._sock.bind(addr)
+        try:
+            self._port = ipaddr.from_sockaddr(addr)[1]
+        except Exception:
+            self._port = 0
+
     def connect(self, addr):
+        """socket.connect(addr), reported to the agent before it is tried.
+        A failed connect is uncounted again; one still in progress on a
+        non-blocking socket (EINPROGRESS) stays counted until close(). A
+        connected UDP socket connecting elsewhere is one connection with a
+        new destination, not a second connection."""
         a = self._agent
+        if self._counted:
+            self._counted = False
+            a.connection_closed()
         if not self._report(addr, False):
             self._sock.connect(addr)   # unknown address family: not watched
             return
         try:
             self._sock.connect(addr)
+        except OSError as e:
+            if e.args and e.args[0] in _PENDING:
+                self._counted = True
+            else:
+                a.connection_closed()
+            raise
         except Exception:
             a.connection_closed()
             raise
         self._counted = True
 
     def accept(self):
+        """socket.accept(); the connection is reported as inbound, with the
+        device's own (bound) port as its port, and returned wrapped."""
         s, addr = self._sock.accept()
         w = MonitoredSocket(self._agent, s)
-        w._counted = self._report(addr, True)
+        w._counted = self._report(addr, True, self._port)
         return w, addr
 
     def close(self):

@@ -49,7 +49,7 @@ def main(argv):
     except OSError as e:
         _usage("config error: %s: cannot read (%s)" % (path, e))
     except ValueError as e:
-        _usage("config error: %s" % e)
+        _usage("config error: %s" % (str(e) or type(e).__name__))
     pn = ProcNet(agent, root, limit)
     print("microagent: watching %s for device %s (%d window rules, poll %gs)" % (
         root, agent.device, len(agent.cfg.windows), interval))

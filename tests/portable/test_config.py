@@ -15,7 +15,7 @@ def _err(doc):
 
 def test_minimal_config():
     c = config.parse({"deviceId": "dev-01"})
-    assert c.device_id == "dev-01" and c.windows == [] and c.allow is None and c.threat == []
+    assert c.device_id == "dev-01" and c.windows == [] and c.allow is None and c.threat.items() == []
     assert c.console is True and c.fold_s == 60 and c.expiry_days == 30
 
 
@@ -37,9 +37,9 @@ def test_spec_example_loads():
         "console": True}
     c = config.parse(doc)
     assert c.windows == [(config.ACTIVE, 0, 8, 300), (config.C2D, 0, 20, 900)]
-    assert c.allow == [(bytes([10, 0, 0, 0]), 8), (bytes([20, 0, 0, 0]), 8),
+    assert c.allow.items() == [(bytes([10, 0, 0, 0]), 8), (bytes([20, 0, 0, 0]), 8),
                        (bytes([0x20, 1, 0xd, 0xb8]) + bytes(12), 32)]
-    assert c.threat == [(bytes([198, 51, 100, 23]), 32), (bytes([203, 0, 113, 0]), 24)]
+    assert c.threat.items() == [(bytes([198, 51, 100, 23]), 32), (bytes([203, 0, 113, 0]), 24)]
     assert c.certificates == [("certs/device.pem", "9F1C" + "00" * 18), ("certs/root-ca.pem", None)]
     assert c.warnings == []
 
@@ -47,7 +47,7 @@ def test_spec_example_loads():
 def test_host_bits_warning_names_key():
     c = config.parse(_doc(allowlistRules=[{"ruleType": "ConnectionToIpNotAllowed", "isEnabled": True,
                                           "allowlistValues": ["10.0.0.0/8", "203.0.113.77/24"]}]))
-    assert c.allow[1] == (bytes([203, 0, 113, 0]), 24)
+    assert c.allow.items()[1] == (bytes([203, 0, 113, 0]), 24)
     assert c.warnings == ["allowlistRules[0].allowlistValues[1]: 203.0.113.77/24 has host bits set; read as 203.0.113.0/24"]
 
 

@@ -78,3 +78,23 @@ def test_from_sockaddr_raw_and_tuple():
     raw6 = bytes([10, 0, 0x01, 0xBB]) + bytes(4) + bytes(10) + b"\xff\xff" + bytes([10, 1, 2, 3]) + bytes(4)
     assert ipaddr.from_sockaddr(raw6) == (bytes([10, 1, 2, 3]), 443)
     assert ipaddr.from_sockaddr(("2001:db8::1", 8883)) == (ipaddr.parse_ip("2001:db8::1"), 8883)
+
+
+def test_netlist_matches_like_in_network():
+    nets = ["10.0.0.0/8", "192.0.2.128/25", "0.0.0.0/32", "2001:db8::/32", "::1", "fe80::/10", "198.51.100.7"]
+    nl = ipaddr.NetList()
+    for n in nets:
+        net, plen, _ = ipaddr.parse_network(n)
+        nl.add(net, plen)
+    assert len(nl) == 7
+    assert nl.items()[0] == (bytes([10, 0, 0, 0]), 8)
+    for probe in ("10.255.0.1", "11.0.0.1", "192.0.2.127", "192.0.2.128", "0.0.0.0", "0.0.0.1",
+                  "2001:db8:1::", "2001:db9::", "::1", "::2", "febf::1", "fec0::1", "198.51.100.7",
+                  "198.51.100.8", "::ffff:10.1.1.1"):
+        a = ipaddr.parse_ip(probe)
+        want = False
+        for n in nets:
+            net, plen, _ = ipaddr.parse_network(n)
+            want = want or ipaddr.in_network(a, net, plen)
+        assert nl.match(a) == want, probe
+    assert not ipaddr.NetList().match(bytes(4))

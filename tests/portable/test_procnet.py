@@ -65,7 +65,7 @@ def test_collector_reports_changes_and_direction():
     a = _Agent()
     pn = procnet.ProcNet(a, d)
     pn.poll()
-    assert a.events == [("open", bytes([127, 0, 0, 66]), 50000, True),
+    assert a.events == [("open", bytes([127, 0, 0, 66]), 8080, True),
                         ("open", bytes([127, 0, 0, 66]), 443, False),
                         ("open", bytes([192, 168, 0, 8]), 53, False)]
     assert pn.skipped == 1
@@ -151,3 +151,33 @@ def test_socket_table_against_a_set():
         assert t.count == len(ref)
         for k in ref:
             assert t.mark(k, gen) is True
+
+
+def test_closing_socket_losing_its_inode_is_the_same_connection():
+    # regression: a client that closes first sits in FIN_WAIT2 with inode 0;
+    # keyed by inode it was reported as a second new connection
+    import os
+    import random
+    d = "/tmp/ma_procnet_%d" % random.getrandbits(24)
+    os.mkdir(d)
+    est = "   0: 0100007F:C350 4200007F:1B58 01 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 20 4 30 10 -1"
+    fin = "   0: 0100007F:C350 4200007F:1B58 05 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1"
+    _write(d + "/tcp", [est])
+    a = _Agent()
+    pn = procnet.ProcNet(a, d)
+    pn.poll()
+    _write(d + "/tcp", [fin])
+    pn.poll()
+    assert a.events == [("open", bytes([127, 0, 0, 66]), 7000, False)]
+    _write(d + "/tcp", [])
+    pn.poll()
+    assert a.events[1:] == [("close",)]
+    os.remove(d + "/tcp")
+    os.rmdir(d)
+
+
+def test_signed_or_odd_hex_refused():
+    for bad in (TCP4.replace("0100007F:1F90", "+2+2+2+2:1F90"), TCP4.replace(":1F90", ":+F90"),
+                TCP4.replace(" 12345 ", " +12345 "), TCP4.replace(" 01 ", " +1 "),
+                TCP4.replace("4200007F", "4200_07F")):
+        raises(ValueError, procnet.parse_line, bad)
