@@ -158,6 +158,46 @@ def test_ctrl_c_stops_cleanly(tmp_path, mp_lib):
     assert re.fullmatch(r"microagent: stopped \(\d+ events, \d+ findings\)\n", out.splitlines(True)[-1])
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_to_the_host_process_alone_stops_cleanly(sig, mp_lib):
+    import signal
+    proc = subprocess.Popen([str(BIN / "microagent"), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd="/", start_new_session=True)
+    assert proc.stdout.readline().startswith("microagent: watching /proc/net for device unix-host")
+    proc.send_signal(getattr(signal, sig))   # `kill` of the microagent process only, not its group
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert re.fullmatch(r"microagent: stopped \(\d+ events, \d+ findings\)\n", out.splitlines(True)[-1])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--interval", "-1"], "argument --interval: must be seconds from 0.001 to 3600, got '-1'"),
+    (["--interval", "nan"], "argument --interval: must be seconds from 0.001 to 3600, got 'nan'"),
+    (["--duration", "-1"], "argument --duration: must be seconds from 0 to 1e+09, got '-1'"),
+    (["--max-connections", "0"], "argument --max-connections: must be a whole number from 1 to 65536, got '0'"),
+])
+def test_bad_arguments_exit_2(argv, message, mp_lib):
+    r = subprocess.run([str(BIN / "microagent"), "run"] + argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == "microagent run: error: " + message
+
+
+def test_oversized_config_and_heap_exit_2(tmp_path, mp_lib):
+    cfg = tmp_path / "big.json"
+    cfg.write_text(json.dumps({"deviceId": "x", "threatIntel": {"ips": ["198.51.%d.%d" % (i // 250, i % 250)
+                                                                      for i in range(1000)]}}))
+    r = subprocess.run([str(BIN / "microagent"), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "microagent: config error: %s: too large for this device's heap "
+                                                     "(keep long IP lists in threatIntel.file)\n" % cfg, "")
+    r = subprocess.run([str(BIN / "microagent"), "run", "--max-connections", "65536"], capture_output=True, text=True,
+                       timeout=60, cwd="/")
+    assert (r.returncode, r.stdout) == (2, "microagent: --max-connections 65536 does not fit in this heap; "
+                                           "give fewer or a larger --heap\n")
+    cfg.write_bytes(b'{"deviceId": "caf\xe9"}')
+    r = subprocess.run([str(BIN / "microagent"), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (2, "microagent: config error: %s: not valid JSON (or not UTF-8 text)\n" % cfg)
+
+
 def test_duration_stops_by_itself(mp_lib):
     t0 = time.monotonic()
     r = subprocess.run([str(BIN / "microagent"), "run", "--duration", "1.5", "--interval", "0.5"],

@@ -17,7 +17,7 @@ def main(argv):
     [--max-connections N].
     Exits 0 when done or on Ctrl-C, 2 for bad arguments or configuration."""
     path = "microagent.json"
-    duration = -1
+    duration = -1  # until Ctrl-C
     interval = 1.0
     root = "/proc/net"
     limit = 512
@@ -43,6 +43,12 @@ def main(argv):
         except ValueError:
             _usage("option %s needs a number" % a)
         i += 2
+    if not interval > 0 or interval > 3600:
+        _usage("--interval must be more than 0 and at most 3600 seconds")
+    if duration != -1 and not duration >= 0:
+        _usage("--duration must be 0 or more seconds")
+    if not 1 <= limit <= 65536:
+        _usage("--max-connections must be 1 to 65536")
     agent = Agent()
     try:
         warnings = agent.load(path)
@@ -50,7 +56,10 @@ def main(argv):
         _usage("config error: %s: cannot read (%s)" % (path, e))
     except ValueError as e:
         _usage("config error: %s" % (str(e) or type(e).__name__))
-    pn = ProcNet(agent, root, limit)
+    try:
+        pn = ProcNet(agent, root, limit)
+    except MemoryError:
+        _usage("--max-connections %d does not fit in this heap; give fewer or a larger --heap" % limit)
     print("microagent: watching %s for device %s (%d window rules, poll %gs)" % (
         root, agent.device, len(agent.cfg.windows), interval))
     t0 = time.ticks_ms()
