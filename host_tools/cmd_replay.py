@@ -20,6 +20,7 @@ backwards... named FILE:LINE) — 2 wins over 1.
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -367,6 +368,10 @@ def _plural(n, word):
 
 
 def cmd_replay(args):
+    if args.heap not in ("none", "0", "") and not re.fullmatch(r"[0-9]+w?[kKmM]?", args.heap):
+        print("microagent replay: --heap %s: not a micropython heap size (e.g. 64wK, 256K, 1M, none)" % args.heap,
+              file=sys.stderr)
+        return 2
     try:
         lib = unixport.stage()
     except (RuntimeError, FileNotFoundError) as e:

@@ -112,14 +112,14 @@ def _hex(v, key):
     return v
 
 
-def _path(v, key):
+def _path(v, key, config_ok=False):
     _str(v, key, empty=False)
     parts = v.split("/")
     for p in parts:
         if p in ("", ".", "..") or not _PATH_PART.match(p):
             raise _Bad("%s: %s is not a relative device path of letters, digits and ._+- "
                        "(no '..', no leading '/')" % (key, json.dumps(v)))
-    if v == CONFIG_FILE:
+    if v == CONFIG_FILE and not config_ok:
         raise _Bad("%s: %s is where the replay writes the header's config" % (key, v))
     return v
 
@@ -172,7 +172,8 @@ EVENTS = {
     "mqtt_publish": ({"topic": _str}, {"bytes": _int}),
     "mqtt_message": ({"topic": _str}, {"bytes": _int}),
     "c2d_reject": ({}, {}),
-    "file": ({"path": _path}, {"text": _str, "der_hex": _hex}),
+    # a `file` event may rewrite microagent.json: the agent loads it at the next reboot
+    "file": ({"path": lambda v, k: _path(v, k, True)}, {"text": _str, "der_hex": _hex}),
     "clock": ({"set": _time}, {}),
     "reboot": ({}, {}),
 }

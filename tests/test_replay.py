@@ -500,3 +500,29 @@ def test_progress_bar_on_a_terminal(mp_lib, tmp_path):
     assert proc.returncode == 0
     assert out.decode() == "PASS %s (20000 events, 0 findings)\n" % p
     assert b"s.jsonl" in seen and "\u2501".encode() in seen   # the bar's description and its line
+
+
+def test_config_rewritten_by_a_file_event_takes_effect_at_reboot(mp_lib, tmp_path, capsys):
+    # a new baseline written to flash (microagent.json) is read at the next
+    # start; an invalid one is refused with one line and no rules
+    new = {"deviceId": "dev-01", "allowlistRules": [{"ruleType": "ConnectionToIpNotAllowed", "isEnabled": True,
+                                                     "allowlistValues": ["10.0.0.0/8"]}]}
+    ev = [{"t": 1, "event": "file", "path": "microagent.json", "text": json.dumps(new)},
+          {"t": 2, "event": "connect", "id": 1, "remote": "11.0.0.1", "port": 443},
+          {"t": 3, "event": "reboot"},
+          {"t": 4, "event": "connect", "id": 1, "remote": "11.0.0.2", "port": 443},
+          {"t": 5, "event": "file", "path": "microagent.json", "text": '{"deviceId": 7}'},
+          {"t": 6, "event": "reboot"},
+          {"t": 7, "event": "connect", "id": 1, "remote": "11.0.0.3", "port": 443}]
+    rc, out, _ = replay(capsys, scn(tmp_path, {}, ev))
+    assert rc == 0
+    assert [(f[0], f[1], f[3]["remote"]) for f in findings(out)] == [
+        ("ConnectionToIpNotAllowed", "2026-06-01T12:00:04Z", "11.0.0.2")]
+    assert out.splitlines()[-1] == ("microagent: config error: deviceId: must be a non-empty string of at most "
+                                    "128 characters")
+
+
+def test_bad_heap_value(tmp_path, capsys):
+    rc, out, err = replay(capsys, "--heap", "lots", scn(tmp_path, {}, GOOD))
+    assert rc == 2
+    assert err == "microagent replay: --heap lots: not a micropython heap size (e.g. 64wK, 256K, 1M, none)\n"
