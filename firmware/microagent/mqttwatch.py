@@ -20,6 +20,12 @@ MAX_C2D = 65536
 MAX_METHOD = 131072
 MAX_TWIN = 32768
 
+_C2D = config.C2D
+_D2C = config.D2C
+_D2C_KIND = iothub.D2C
+_OTHER = iothub.OTHER
+_FOREIGN = iothub.FOREIGN
+_MALFORMED = iothub.MALFORMED
 _METHODS = b"$iothub/methods/POST/"
 _DESIRED = b"$iothub/twin/PATCH/properties/desired/"
 _TWINRES = b"$iothub/twin/res/"
@@ -52,7 +58,8 @@ def valid_filter(f):
 
 def valid_topic(t):
     """True for a valid MQTT 3.1.1 topic name (s4.7.3): not empty, no
-    wildcard, no NUL. t: bytes (UTF-8 is checked separately)."""
+    wildcard, no NUL. t: bytes (UTF-8 is checked separately). The watcher's
+    per-message check is the cheaper part of it: not empty, no wildcard."""
     return len(t) > 0 and t.find(b"+") < 0 and t.find(b"#") < 0 and t.find(b"\0") < 0
 
 
@@ -262,13 +269,13 @@ class Watch:
         return r
 
     def publish(self, topic, msg, retain=False, qos=0):
-        k = iothub.OTHER
+        k = _OTHER
         try:
             k = self._out_kind(topic)
-            if k == iothub.FOREIGN:
+            if k == _FOREIGN:
                 self._count(config.UNAUTHORIZED)
                 self._finding("mqtt_unexpected", "publish", topic, "publish to another device's topic")
-            elif k == iothub.MALFORMED:
+            elif k == _MALFORMED:
                 self._finding("mqtt_malformed", "publish", topic, "device topic without a device id")
         except Exception as e:
             self.agent._fault("watch", e)
@@ -279,20 +286,23 @@ class Watch:
             self._fail(e, "publish")
             raise
         self._depth -= 1
-        if k == iothub.D2C:
-            self._count(config.D2C)
-        self._after()
+        if k == _D2C_KIND:
+            self.counts[_D2C] += 1
+            self.agent.count(_D2C)
+        if self._depth == 0 and self.up:
+            self._after()
         return r
 
-    def wait_msg(self, *args):
+    def wait_msg(self):
         self._depth += 1
         try:
-            r = self._wait(*args)
+            r = self._wait()
         except Exception as e:
             self._fail(e, "receive")
             raise
         self._depth -= 1
-        self._after()
+        if self._depth == 0 and self.up:
+            self._after()
         return r
 
     def check_msg(self, *args):
@@ -329,8 +339,9 @@ class Watch:
         return n
 
     def _after(self):
+        # dropped findings always travel with a queued one: _n says it all
         if self._depth == 0 and self.up and not self._busy:
-            if self._reported is not None or (self.sec is not None and (self.sec._n or self.sec._unsent_drops)):
+            if self._reported is not None or (self.sec is not None and self.sec._n):
                 self._pump()
 
     def _fail(self, e, op):
@@ -391,7 +402,7 @@ class Watch:
         p = self._d2c_b
         if t.startswith(p):
             n = len(p)
-            return iothub.D2C if len(t) == n or t[n] == _SL else iothub.OTHER
+            return _D2C_KIND if len(t) == n or t[n] == _SL else _OTHER
         if t.startswith(b"devices/"):
             try:
                 return iothub.outgoing(bytes(t).decode(), self._device)
@@ -417,8 +428,13 @@ class Watch:
 
     # ---- incoming ------------------------------------------------------------
     def _on_message(self, topic, msg):
+        # per message: no allocation for this device's C2D (the hot path)
         try:
-            self._observe(topic, msg)
+            t = topic if isinstance(topic, bytes) else _b(topic)
+            if not t or t.find(b"+") >= 0 or t.find(b"#") >= 0:
+                self._finding("mqtt_malformed", "receive", t, "invalid topic name")
+            else:
+                self._observe(t, msg)
         except Exception as e:
             self.agent._fault("watch", e)
         self._rl = -1
@@ -426,11 +442,7 @@ class Watch:
         if cb is not None:
             cb(topic, msg)
 
-    def _observe(self, topic, msg):
-        t = topic if isinstance(topic, bytes) else _b(topic)
-        if not valid_topic(t):
-            self._finding("mqtt_malformed", "receive", t, "invalid topic name")
-            return
+    def _observe(self, t, msg):
         rl = self._rl
         if rl >= 0:
             got = 2 + len(t) + len(msg)
@@ -439,14 +451,18 @@ class Watch:
                 # what it read (QoS 0 cut by exactly 2 bytes is not seen)
                 self._finding("mqtt_malformed", "receive", t, "connection closed mid-message",
                               (("expected", rl), ("actual", got)))
-        k = self.classify(t)
         if self._filters and not self._too_many and not self._subscribed(t):
             self._finding("mqtt_unexpected", "receive", t, "no subscription matches")
-        if k == iothub.C2D:
-            self._count(config.C2D)
+        c = self._c2d
+        n = len(c)
+        if t.startswith(c) and (len(t) == n or t[n] == _SL):
+            self.counts[_C2D] += 1
+            self.agent.count(_C2D)
             if len(msg) > MAX_C2D:
                 self._too_big(t, msg, MAX_C2D)
-        elif k == iothub.METHOD:
+            return
+        k = incoming(t, self._device, c)
+        if k == iothub.METHOD:
             self._count(config.METHOD)
             if len(msg) > MAX_METHOD:
                 self._too_big(t, msg, MAX_METHOD)
