@@ -10,6 +10,7 @@ COMMANDS = ("run", "replay", "sas", "cert", "import", "baseline")
 
 
 def build_parser():
+    """The argparse parser with every subcommand module that is present."""
     p = argparse.ArgumentParser(prog="microagent", description="On-device security micro-agent: host tools.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
@@ -24,6 +25,8 @@ def build_parser():
 
 
 def main(argv=None):
+    """Entry point of the `microagent` console script; returns the exit
+    status (argv: list of str, default sys.argv[1:])."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -6,8 +6,8 @@ import json
 
 from . import alerts, config, iothub, ipaddr, platform
 
-_TCP = 0
-_UDP = 1
+# built once: a tuple written in a call allocates on every call
+_BYTES = (bytes, bytearray)
 
 
 def _console(line):
@@ -268,7 +268,7 @@ class Agent:
                 remote = ipaddr.parse_ip(remote)
             elif isinstance(remote, tuple):
                 remote, port = ipaddr.from_sockaddr(remote)
-            elif not isinstance(remote, (bytes, bytearray)) or len(remote) not in (4, 16):
+            elif not isinstance(remote, _BYTES) or len(remote) not in (4, 16):
                 raise ValueError("remote must be 4 or 16 address bytes, text or (host, port)")
             elif len(remote) == 16 and remote[:12] == ipaddr._MAPPED:
                 remote = remote[12:]
@@ -304,14 +304,18 @@ class Agent:
 
     # ---- IoT Hub MQTT events (collectors: the MQTT watcher, replay) -------
     def mqtt_connect(self, client_id, username, password):
-        """An MQTT CONNECT was sent; a SAS-token password goes to check_sas()."""
-        if isinstance(password, (bytes, bytearray)):
-            try:
-                password = password.decode()
-            except Exception:
-                return
-        if isinstance(password, str) and password.startswith("SharedAccessSignature "):
-            self.check_sas(password)
+        """An MQTT CONNECT was sent; a SAS-token password goes to check_sas().
+        Never raises."""
+        try:
+            if isinstance(password, _BYTES):
+                try:
+                    password = bytes(password).decode()
+                except UnicodeError:  # not text, so not a SAS token
+                    return
+            if isinstance(password, str) and password.startswith("SharedAccessSignature "):
+                self.check_sas(password)
+        except Exception as e:
+            self._fault("mqtt_connect", e)
 
     def check_cert(self, der, expected=None, label="tls", depth=0):
         """Check a peer certificate's DER (bytes, or the memoryview
@@ -340,37 +344,52 @@ class Agent:
 
     def mqtt_connack(self, rc):
         """CONNACK return code rc (int); 4 (bad credentials) and 5 (not
-        authorized) count as unauthorized operations (MQTT 3.1.1 s3.2.2.3)."""
+        authorized) count as unauthorized operations (MQTT 3.1.1 s3.2.2.3).
+        Never raises."""
         if rc == 4 or rc == 5:
             self.count(config.UNAUTHORIZED)
 
     def mqtt_suback(self, rcs):
-        """SUBACK return code(s): int or list; 0x80 (refused) counts as an
-        unauthorized operation (MQTT 3.1.1 s3.9.3)."""
-        if isinstance(rcs, int):
-            rcs = (rcs,)
-        for rc in rcs:
-            if rc == 0x80:
-                self.count(config.UNAUTHORIZED)
+        """SUBACK return code(s): int or a sequence of ints; 0x80 (refused)
+        counts as an unauthorized operation (MQTT 3.1.1 s3.9.3). Never
+        raises: anything else is one agent_error finding."""
+        try:
+            if isinstance(rcs, int):
+                rcs = (rcs,)
+            for rc in rcs:
+                if rc == 0x80:
+                    self.count(config.UNAUTHORIZED)
+        except Exception as e:
+            self._fault("mqtt_suback", e)
 
     def mqtt_message(self, topic, nbytes=0):
-        """An incoming PUBLISH: counts C2D, direct method or twin update.
-        Returns the iothub kind."""
-        k = iothub.incoming(topic, self.device)
-        if k == iothub.C2D:
-            self.count(config.C2D)
-        elif k == iothub.METHOD:
-            self.count(config.METHOD)
-        elif k == iothub.TWIN:
-            self.count(config.TWIN)
-        return k
+        """An incoming PUBLISH on `topic` (str): counts C2D, direct method
+        or twin update. Returns the iothub kind (iothub.MALFORMED for a
+        topic that is not text). Never raises."""
+        try:
+            k = iothub.incoming(topic, self.device)
+            if k == iothub.C2D:
+                self.count(config.C2D)
+            elif k == iothub.METHOD:
+                self.count(config.METHOD)
+            elif k == iothub.TWIN:
+                self.count(config.TWIN)
+            return k
+        except Exception as e:
+            self._fault("mqtt_message", e)
+            return iothub.MALFORMED
 
     def mqtt_publish(self, topic, nbytes=0):
-        """An outgoing PUBLISH: counts D2C telemetry. Returns the iothub kind."""
-        k = iothub.outgoing(topic, self.device)
-        if k == iothub.D2C:
-            self.count(config.D2C)
-        return k
+        """An outgoing PUBLISH on `topic` (str): counts D2C telemetry.
+        Returns the iothub kind. Never raises."""
+        try:
+            k = iothub.outgoing(topic, self.device)
+            if k == iothub.D2C:
+                self.count(config.D2C)
+            return k
+        except Exception as e:
+            self._fault("mqtt_publish", e)
+            return iothub.MALFORMED
 
     def watch(self, client, **kw):
         """Watch the app's umqtt.simple-compatible MQTT client in place
@@ -390,4 +409,5 @@ class Agent:
 
     @property
     def open_connections(self):
+        """Connections open now (opened and not yet closed)."""
         return self._open

@@ -4,6 +4,14 @@ import json
 
 from . import platform
 
+try:  # CPython escapes non-ASCII by default; MicroPython writes UTF-8
+    json.dumps("", ensure_ascii=False)
+
+    def _js(v):
+        return json.dumps(v, ensure_ascii=False)
+except TypeError:
+    _js = json.dumps
+
 # type: (display name, kind, severity). Device-side types only: this module
 # runs on the board; the hub-side rows live in the host tools.
 CATALOGUE = {
@@ -43,10 +51,10 @@ def format_line(ftype, device, utc, count, details):
     Raises KeyError for a type not in CATALOGUE.
     """
     name, kind, sev = CATALOGUE[ftype]
-    d = ",".join(json.dumps(k) + ":" + json.dumps(v) for k, v in details)
+    d = ",".join(_js(k) + ":" + _js(v) for k, v in details)
     return "%s {\"type\":%s,\"name\":%s,\"kind\":\"%s\",\"source\":\"device\",\"severity\":\"%s\",\"device\":%s,\"time\":\"%s\",\"count\":%d,\"details\":{%s}}" % (
         "ALERT" if kind == "alert" else "RECOMMENDATION",
-        json.dumps(ftype), json.dumps(name), kind, sev, json.dumps(device),
+        _js(ftype), _js(name), kind, sev, _js(device),
         platform.iso8601(utc), count, d)
 
 
@@ -71,6 +79,8 @@ class FoldLog:
         self.next_due = -1  # earliest fold end in agent seconds, -1 if none
 
     def report(self, now_s, utc, ftype, key, details):
+        """One occurrence at agent second `now_s` (UTC `utc`): emitted at
+        once if (ftype, key) is not being folded, else counted."""
         keys = self._keys
         free = -1
         for i in range(len(keys)):

@@ -87,6 +87,9 @@ def _dur(v, key):
         _err(key, "%s (got %r)" % (e, v))
     if s <= 0:
         _err(key, "must be longer than zero")
+    if s > 2592000:
+        # a window that never ends is a rule that never fires
+        _err(key, "must be at most P30D (got %r)" % (v,))
     return s
 
 
@@ -167,10 +170,8 @@ def parse(doc):
         key = "timeWindowRules[%d]" % i
         r = _obj(rules[i], key)
         rt = r.get("ruleType")
-        if rt in HUB_ONLY:
-            c.warnings.append("%s: %s is not observable on the device; not evaluated" % (key, rt))
-            continue
-        if rt not in WINDOW_RULES:
+        hub = rt in HUB_ONLY
+        if rt not in WINDOW_RULES and not hub:
             _err(key + ".ruleType", "unknown ruleType %r" % (rt,))
         if rt in seen:
             _err(key + ".ruleType", "%s appears twice" % rt)
@@ -184,7 +185,10 @@ def parse(doc):
         if lo > hi:
             _err(key + ".minThreshold", "is above maxThreshold (%d > %d)" % (lo, hi))
         size = _dur(r.get("timeWindowSize"), key + ".timeWindowSize")
-        if en:
+        if hub:
+            # validated like the others, so a pasted group is checked whole
+            c.warnings.append("%s: %s is not observable on the device; not evaluated" % (key, rt))
+        elif en:
             c.windows.append((WINDOW_RULES.index(rt), lo, hi, size))
     c.allow = None
     rules = _list(doc.get("allowlistRules", []), "allowlistRules")
@@ -192,18 +196,24 @@ def parse(doc):
         key = "allowlistRules[%d]" % i
         r = _obj(rules[i], key)
         rt = r.get("ruleType")
-        if rt in HUB_ONLY:
-            c.warnings.append("%s: %s is not observable on the device; not evaluated" % (key, rt))
-            continue
-        if rt != "ConnectionToIpNotAllowed":
+        hub = rt in HUB_ONLY
+        if rt != "ConnectionToIpNotAllowed" and not hub:
             _err(key + ".ruleType", "unknown ruleType %r" % (rt,))
-        if "ConnectionToIpNotAllowed" in seen:
-            _err(key + ".ruleType", "ConnectionToIpNotAllowed appears twice")
+        if rt in seen:
+            _err(key + ".ruleType", "%s appears twice" % rt)
         seen.append(rt)
         for f in r:
             if f not in ("ruleType", "isEnabled", "allowlistValues", "displayName", "description", "valueType"):
                 _err("%s.%s" % (key, f), "unknown key")
         en = _bool(r.get("isEnabled"), key + ".isEnabled")
+        if hub:
+            # user names and processes are not IPs: check the shape only
+            vals = _list(r.get("allowlistValues"), key + ".allowlistValues")
+            for j in range(len(vals)):
+                if not isinstance(vals[j], str):
+                    _err("%s.allowlistValues[%d]" % (key, j), "must be text")
+            c.warnings.append("%s: %s is not observable on the device; not evaluated" % (key, rt))
+            continue
         nets = _nets(r.get("allowlistValues"), key + ".allowlistValues", c.warnings)
         if en:
             c.allow = nets

@@ -1,5 +1,7 @@
 # IoT Hub MQTT topics (learn.microsoft.com "Communicate with an IoT hub
 # using the MQTT protocol"): which device-side event a topic stands for.
+from .platform import is_decimal
+
 C2D = 1        # devices/{id}/messages/devicebound/{property bag}
 METHOD = 2     # $iothub/methods/POST/{name}/?$rid={rid}
 TWIN = 3       # $iothub/twin/PATCH/properties/desired/?$version={n}
@@ -44,7 +46,7 @@ def incoming(topic, device):
         return METHOD
     if topic.startswith(_DESIRED):
         v = topic[len(_DESIRED):]
-        if not v.startswith("?$version=") or not v[10:].isdigit():
+        if not v.startswith("?$version=") or not is_decimal(v[10:]):
             return MALFORMED
         return TWIN
     if topic.startswith(_TWINRES):

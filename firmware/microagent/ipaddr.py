@@ -4,6 +4,8 @@
 # address (::ffff:a.b.c.d) is always turned into its 4-byte IPv4 form, so it
 # matches IPv4 networks and prints as IPv4 (alerts.md).
 
+from .platform import is_decimal
+
 _HEX = "0123456789abcdef"
 _MAPPED = b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff"
 
@@ -194,7 +196,7 @@ def parse_network(text):
         return a, 8 * len(a), None
     head = text[:slash]
     ptext = text[slash + 1:]
-    if not ptext or len(ptext) > 3 or not ptext.isdigit() or (len(ptext) > 1 and ptext[0] == "0"):
+    if len(ptext) > 3 or not is_decimal(ptext) or (len(ptext) > 1 and ptext[0] == "0"):
         raise ValueError("prefix length must be a decimal number without leading zeros")
     plen = int(ptext)
     a = parse_ip(head)

@@ -11,12 +11,15 @@ except AttributeError:  # CPython: same arithmetic with a board's 2**30 period
     _HALF = _PERIOD >> 1
 
     def ticks_ms():
+        """Milliseconds, wrapping at 2**30 as on a board."""
         return int(time.monotonic() * 1000) & (_PERIOD - 1)
 
     def ticks_diff(a, b):
+        """Signed a - b for wrapping tick values (time.ticks_diff)."""
         return ((a - b + _HALF) & (_PERIOD - 1)) - _HALF
 
     def ticks_add(a, d):
+        """a + d wrapped to the tick period (time.ticks_add)."""
         return (a + d) & (_PERIOD - 1)
 
 # Seconds from 1970-01-01 to this port's epoch: 0 on unix and rp2,
@@ -36,9 +39,11 @@ class Clock:
     """
 
     def ticks_ms(self):
+        """Monotonic milliseconds (wrapping)."""
         return ticks_ms()
 
     def time(self):
+        """UTC seconds since 1970-01-01."""
         return int(time.time()) + EPOCH_OFFSET
 
 
@@ -62,6 +67,18 @@ def iso8601(utc):
                                                   s // 3600, s // 60 % 60, s % 60)
 
 
+def is_decimal(text):
+    """True if `text` is one or more ASCII digits 0-9. (str.isdigit also
+    takes other scripts' digits on CPython, and int() reads them, while
+    MicroPython refuses them: the device must decide the same everywhere.)"""
+    if not text:
+        return False
+    for c in text:
+        if c < "0" or c > "9":
+            return False
+    return True
+
+
 _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
@@ -74,7 +91,7 @@ def parse_iso8601(text):
     f = []
     for a, b in ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)):
         s = text[a:b]
-        if not s.isdigit():
+        if not is_decimal(s):
             raise ValueError("time must be YYYY-MM-DDTHH:MM:SSZ")
         f.append(int(s))
     y, mo, d, h, mi, s = f

@@ -82,6 +82,7 @@ class MonitoredSocket(io.IOBase):
         return w, addr
 
     def close(self):
+        """socket.close(); a counted connection stops being active."""
         if self._counted:
             self._counted = False
             self._agent.connection_closed()
@@ -95,12 +96,16 @@ class MonitoredSocket(io.IOBase):
 
     # stream protocol, so TLS can wrap this object
     def readinto(self, buf, n=-1):
+        """Stream protocol (for TLS): the wrapped socket's readinto."""
         return self._sock.readinto(buf) if n < 0 else self._sock.readinto(buf, n)
 
     def write(self, buf):
+        """Stream protocol (for TLS): the wrapped socket's write."""
         return self._sock.write(buf)
 
     def ioctl(self, req, arg):
+        """Stream protocol: close (4) and poll (3) requests from a TLS
+        layer; others return -1 (not supported)."""
         # py/stream.h: MP_STREAM_POLL = 3, MP_STREAM_CLOSE = 4. A TLS layer
         # closes and polls its underlying stream through these.
         if req == 4:
@@ -115,6 +120,7 @@ class MonitoredSocket(io.IOBase):
         return -1
 
     def fileno(self):
+        """The wrapped socket's file descriptor (unix port)."""
         return self._sock.fileno()
 
     def __getattr__(self, name):

@@ -187,3 +187,24 @@ def test_start_never_raises_on_bad_config():
     out2 = Lines()
     b = microagent.start("/nonexistent/microagent.json", out=out2)
     assert b.cfg is None and out2.lines[0].startswith("microagent: config error: ")
+
+
+def test_mqtt_events_never_raise():
+    a, clk, out = _agent({})
+    a.mqtt_suback(None)
+    a.mqtt_suback(1.5)
+    assert a.mqtt_message(None) == -2 and a.mqtt_publish(5) == -2
+    a.mqtt_connect(None, None, 12)          # not a token: ignored
+    # both suback faults are one finding (folded by operation)
+    assert out.brief() == [("agent_error", 1, {"operation": "mqtt_suback",
+                                               "error": "TypeError: 'NoneType' object isn't iterable"})] or \
+        out.brief() == [("agent_error", 1, {"operation": "mqtt_suback",
+                                            "error": "TypeError: 'NoneType' object is not iterable"})]
+
+
+def test_console_line_same_bytes_on_both_interpreters_for_non_ascii():
+    from microagent import alerts
+    line = alerts.format_line("agent_error", "capteur-é\n\"x\"", 0, 1, (("operation", "ü"), ("error", "\u2603")))
+    assert line == 'ALERT {"type":"agent_error","name":"Security agent internal error","kind":"alert",' \
+        '"source":"device","severity":"low","device":"capteur-é\\n\\"x\\"","time":"1970-01-01T00:00:00Z",' \
+        '"count":1,"details":{"operation":"ü","error":"\u2603"}}'

@@ -105,3 +105,32 @@ def test_disabled_rules_validated_but_not_applied():
     assert c.allow is None
     raises(config.ConfigError, config.parse, _doc(allowlistRules=[
         {"ruleType": "ConnectionToIpNotAllowed", "isEnabled": False, "allowlistValues": ["10.0.0.0/88"]}]))
+
+
+def test_hub_only_rules_are_validated_too():
+    base = {"ruleType": "QueuePurgesNotInAllowedRange", "isEnabled": True,
+            "minThreshold": 0, "maxThreshold": 5, "timeWindowSize": "PT5M"}
+    bad = dict(base)
+    bad["isEnabled"] = "yes"
+    assert _err(_doc(timeWindowRules=[bad])) == "timeWindowRules[0].isEnabled: must be true or false"
+    bad = dict(base)
+    bad["minThreshold"] = -1
+    assert _err(_doc(timeWindowRules=[bad])) == "timeWindowRules[0].minThreshold: must be a whole number >= 0"
+    assert _err(_doc(timeWindowRules=[base, base])) == \
+        "timeWindowRules[1].ruleType: QueuePurgesNotInAllowedRange appears twice"
+    assert _err(_doc(allowlistRules=[{"ruleType": "ProcessNotAllowed", "isEnabled": True,
+                                     "allowlistValues": ["/bin/sh", 5]}])) == \
+        "allowlistRules[0].allowlistValues[1]: must be text"
+    c = config.parse(_doc(allowlistRules=[{"ruleType": "LocalUserNotAllowed", "isEnabled": True,
+                                          "allowlistValues": ["root"]}]))
+    assert c.allow is None
+    assert c.warnings == ["allowlistRules[0]: LocalUserNotAllowed is not observable on the device; not evaluated"]
+
+
+def test_window_length_capped():
+    r = {"ruleType": "TwinUpdatesNotInAllowedRange", "isEnabled": True, "minThreshold": 0, "maxThreshold": 5,
+         "timeWindowSize": "PT" + "9" * 40 + "S"}
+    assert _err(_doc(timeWindowRules=[r])) == \
+        "timeWindowRules[0].timeWindowSize: must be at most P30D (got '%s')" % r["timeWindowSize"]
+    r["timeWindowSize"] = "P30D"
+    assert config.parse(_doc(timeWindowRules=[r])).windows == [(config.TWIN, 0, 5, 2592000)]

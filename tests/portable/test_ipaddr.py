@@ -98,3 +98,8 @@ def test_netlist_matches_like_in_network():
             want = want or ipaddr.in_network(a, net, plen)
         assert nl.match(a) == want, probe
     assert not ipaddr.NetList().match(bytes(4))
+
+
+def test_only_ascii_digits():
+    raises(ValueError, ipaddr.parse_network, "10.0.0.0/\u0668")   # Arabic-Indic eight
+    raises(ValueError, ipaddr.parse_ip, "1\u0660.0.0.1")
