@@ -60,16 +60,24 @@ def main(argv):
         pn = ProcNet(agent, root, limit)
     except MemoryError:
         _usage("--max-connections %d does not fit in this heap; give fewer or a larger --heap" % limit)
-    print("microagent: watching %s for device %s (%d window rules, poll %gs)" % (
-        root, agent.device, len(agent.cfg.windows), interval))
     t0 = time.ticks_ms()
     try:
+        # the banner is inside: a Ctrl-C right after it must stop cleanly too
+        print("microagent: watching %s for device %s (%d window rules, poll %gs)" % (
+            root, agent.device, len(agent.cfg.windows), interval))
         while duration < 0 or time.ticks_diff(time.ticks_ms(), t0) < duration * 1000:
             pn.poll()
             agent.poll()
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+    try:
+        _summary(agent, pn)
+    except KeyboardInterrupt:  # a second Ctrl-C: one more try, then go
+        _summary(agent, pn)
+
+
+def _summary(agent, pn):
     agent.flush()
     if pn.skipped:
         print("microagent: /proc/net: %d unparseable lines skipped" % pn.skipped)
