@@ -221,6 +221,8 @@ class Watch:
     def connect(self, *args, **kw):
         c = self.client
         self.up = False
+        self._filters = []   # a new session: the app subscribes again
+        self._too_many = False
         try:
             self.agent.mqtt_connect(getattr(c, "client_id", None), getattr(c, "user", None),
                                     getattr(c, "pswd", None))
