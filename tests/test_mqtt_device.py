@@ -550,3 +550,27 @@ def test_oversized_message_on_a_small_heap(mqtt_lib, tmp_path):
     assert [without_time(x) for x in alerts(dev.lines)] == [alert("mqtt_malformed", {
         "operation": "receive", "resource": "", "error": "message too large for the device's memory"})]
     assert dev.lines[-1].startswith("app: stopped: c2d=1 ")
+
+
+BAD_FILTER = r"""
+port = int(sys.argv[1])
+a.configure({"deviceId": "dev-01"})
+c = MQTTClient("dev-01", "127.0.0.1", port, keepalive=30)
+c.set_callback(lambda t, m: None)
+w = a.watch(c)
+c.connect()
+try:
+    c.subscribe(b"a/#/b")       # breaks MQTT 3.1.1 s4.7.1.2: mosquitto drops the session
+    print("SUBSCRIBED")
+except Exception as e:
+    print("RAISED", type(e).__name__, w.up)
+"""
+
+
+def test_invalid_topic_filter_reported_and_the_error_reaches_the_app(mqtt_lib, tmp_path):
+    with Broker(tmp_path / "b") as b:
+        lines = _finish(device_code(mqtt_lib, BAD_FILTER, [b.port], tmp_path))
+    assert [without_time(x) for x in alerts(lines)] == [
+        alert("mqtt_malformed", {"operation": "subscribe", "resource": "a/#/b", "error": "invalid topic filter"})]
+    raised = [l for l in lines if not l.startswith("ALERT ")]
+    assert len(raised) == 1 and raised[0].startswith("RAISED ") and raised[0].endswith(" False"), lines
