@@ -188,7 +188,7 @@ def check_peer(agent, der, expected=None, label="tls", depth=0):
     malformed `expected`.
     """
     if expected is not None:
-        expected = config._hexdigits(expected, "expected")
+        expected = config.thumbprint_hex(expected, "expected")
     path = "tls:" + label if not depth else "tls:%s#%d" % (label, depth)
     try:
         c = x509.parse(der)
@@ -222,7 +222,7 @@ class PeerWatch:
 
     def __init__(self, agent, expected=None, label="tls", enforce=False):
         self.agent = agent
-        self.expected = config._hexdigits(expected, "expected") if expected is not None else None
+        self.expected = config.thumbprint_hex(expected, "expected") if expected is not None else None
         self.label = label
         self.enforce = enforce
         self.chain = []

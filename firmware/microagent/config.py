@@ -118,7 +118,10 @@ def _nets(values, key, warnings):
     return out
 
 
-def _hexdigits(v, key):
+def thumbprint_hex(v, key):
+    """Normalize a thumbprint (config.md: 40 hex digits = SHA-1, 64 =
+    SHA-256; colons, spaces and case ignored) to upper-case hex. Raises
+    ConfigError naming `key` for anything else."""
     # expectedThumbprint: colons, spaces and case ignored (IoT Hub shows
     # upper-case hex without colons, openssl prints colon pairs).
     if not isinstance(v, str):
@@ -242,7 +245,7 @@ def parse(doc):
             _err(key + ".path", "must be a file path")
         tp = e.get("expectedThumbprint")
         if tp is not None:
-            tp = _hexdigits(tp, key + ".expectedThumbprint")
+            tp = thumbprint_hex(tp, key + ".expectedThumbprint")
         c.certificates.append((p, tp))
     sas = _obj(doc.get("sas", {}), "sas")
     for f in sas:
