@@ -6,6 +6,7 @@ MQTT split across and packed into segments, out of order, MQTT 5, TLS on
 8883, pcapng, Linux cooked and raw-IP link types)."""
 import io
 import json
+import os
 import shutil
 import signal
 import socket
@@ -39,7 +40,8 @@ def _untimed(events):
 
 
 # ---- a real exchange recorded with tcpdump -----------------------------------
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is installed by .ci/run")
+@pytest.mark.skipif(shutil.which("tcpdump") is None or os.geteuid() != 0,
+                    reason="tcpdump (installed by .ci/run) needs root to capture on lo")
 def test_real_loopback_capture(tmp_path, mp_lib, capsys):
     import paho.mqtt.client as mqtt
     cap = tmp_path / "lo.pcap"

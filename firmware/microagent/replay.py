@@ -176,7 +176,7 @@ class Replay:
                 a.poll()
                 cc = sys.modules.get("microagent.certcheck")
                 if cc is not None:  # its watcher looks at files every STAT_EVERY_S
-                    self.poll_at = self.clock.ms + cc.STAT_EVERY_S * 1000
+                    self.poll_at = self.clock.ms + getattr(cc, "STAT_EVERY_S", 5) * 1000
         elif op == b"J":
             self.json_event(json.loads(f[2] if len(f) == 3 else b"\t".join(f[2:])))
         elif op == b"S":
