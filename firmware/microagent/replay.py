@@ -82,11 +82,13 @@ def touch(path, utc):
 
 
 class Replay:
-    """Runs one scenario read from `src` (a binary stream of the lines
-    above); out(line) receives the agent's console lines."""
+    """Runs one scenario read by run(src) (a binary stream of the lines
+    above); out(line) receives the agent's console lines; config is what
+    each start loads (a path, default microagent.json, or a document)."""
 
-    def __init__(self, out=print):
+    def __init__(self, out=print, config=CONFIG):
         self.out = out
+        self.config = config
         self.clock = VirtualClock(UNSET_UTC)
         self.agent = None
         self.t0 = 0      # virtual ms at which the running agent started
@@ -99,7 +101,7 @@ class Replay:
         self.agent = None
         gc.collect()
         self.t0 = self.clock.ms
-        self.agent = microagent.start(CONFIG, self.clock, self.out)
+        self.agent = microagent.start(self.config, self.clock, self.out)
 
     def advance(self, T):
         """Step the clock to T ms, polling the agent at every window end
