@@ -20,7 +20,7 @@
 #                                         bytes / close (a `file` event; at
 #                                         t=0 before S, the header's files)
 #   MS J {event object}                   any event as in the scenario file
-#   MS E                                  end: run the clock to MS, flush, stop
+#   MS E                                  end: run the clock to MS, stop
 # Stdout: the agent's console lines as it prints them, and lines starting
 # "@replay " for the host ("@replay end N", "@replay error ...").
 import binascii
@@ -185,11 +185,9 @@ class Replay:
             self.n -= 1
             self.start()
         elif op == b"E":
-            # the device stops here, as `microagent run` does: folded
-            # repeats still pending come out now (Agent.flush())
+            # the observation ends here; the device is not shut down, so
+            # repeats whose fold window is still open are not printed
             self.n -= 1
-            if a is not None:
-                a.flush()
             return False
         else:
             raise ValueError("unknown replay line %r" % (line[:40],))
