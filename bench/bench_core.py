@@ -44,9 +44,15 @@ def loop(make):
     for i in range(N):
         s = make(); s.connect(addr); s.close()
     return time.ticks_diff(time.ticks_us(), t0)
-off = loop(socket.socket)
-on = loop(microagent.socket)
-print(json.dumps({"on_us": on, "off_us": off}))
+# alternate, best of three each: loopback TCP timing drifts with the
+# kernel's TIME_WAIT table, so neither side may run only first or last
+off = on = None
+for r in range(3):
+    t = loop(socket.socket)
+    off = t if off is None else min(off, t)
+    t = loop(microagent.socket)
+    on = t if on is None else min(on, t)
+print(json.dumps({"on_us": on, "off_us": off, "events": a.stats["events"]}))
 """
 
 HEAP = r"""
@@ -110,15 +116,17 @@ def run():
                 pass
     th = threading.Thread(target=drain, daemon=True)
     th.start()
-    real_n = 2000
+    real_n = 500
     try:
         real = _mp(REAL_LOOP % (DEFAULT_CONFIG, srv.getsockname()[1], real_n))
     finally:
         stop.append(1)
         th.join(2)
         srv.close()
+    if real["events"] != 3 * 2 * real_n:
+        raise RuntimeError("watched loop reported %d events, expected %d" % (real["events"], 6 * real_n))
     rows.append(("real loopback TCP connect+close, watched", 2 * real_n / (real["on_us"] / 1e6), "events/s",
-                 "%d connections" % real_n))
+                 "best of 3 x %d connections, alternating" % real_n))
     rows.append(("  same with plain socket.socket", 2 * real_n / (real["off_us"] / 1e6), "events/s", ""))
     rows.append(("  ratio (watched / plain time)", real["on_us"] / real["off_us"], "x", ""))
 
