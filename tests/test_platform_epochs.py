@@ -62,3 +62,8 @@ def test_iso8601_matches_gmtime(ts):
 def test_iso8601_beyond_2038_and_9999():
     assert platform.iso8601(2**31) == "2038-01-19T03:14:08Z"
     assert platform.iso8601(253402300800) == "+10000-01-01T00:00:00Z"
+
+
+@given(st.integers(-62135596800, 253402300799))
+def test_civil_matches_gmtime(ts):
+    assert platform.civil(ts) == tuple(_time.gmtime(ts)[:6])

@@ -47,11 +47,11 @@ class Clock:
         return int(time.time()) + EPOCH_OFFSET
 
 
-def iso8601(utc):
-    """'YYYY-MM-DDTHH:MM:SSZ' for int UTC seconds since 1970, by integer
-    arithmetic (H. Hinnant's civil_from_days), not time.gmtime: no 2038 or
-    31-bit limit on a board, any epoch. Years after 9999 are written with a
-    '+' and more digits (ISO 8601 expanded representation)."""
+def civil(utc):
+    """(Y, M, D, h, m, s) of int UTC seconds since 1970, by integer
+    arithmetic (H. Hinnant's civil_from_days, with Python's floor
+    division), not time.gmtime: no 2038 or 31-bit limit on a board, any
+    epoch, any year."""
     days = utc // 86400
     s = utc - days * 86400
     z = days + 719468
@@ -63,8 +63,15 @@ def iso8601(utc):
     d = doy - (153 * mp + 2) // 5 + 1
     m = mp + 3 if mp < 10 else mp - 9
     y = yoe + era * 400 + (1 if m <= 2 else 0)
-    return "%s%04d-%02d-%02dT%02d:%02d:%02dZ" % ("+" if y > 9999 else "", y, m, d,
-                                                  s // 3600, s // 60 % 60, s % 60)
+    return (y, m, d, s // 3600, s // 60 % 60, s % 60)
+
+
+def iso8601(utc):
+    """'YYYY-MM-DDTHH:MM:SSZ' for int UTC seconds since 1970 (see civil()).
+    Years after 9999 are written with a '+' and more digits (ISO 8601
+    expanded representation)."""
+    t = civil(utc)
+    return "%s%04d-%02d-%02dT%02d:%02d:%02dZ" % (("+" if t[0] > 9999 else "",) + t)
 
 
 def is_decimal(text):

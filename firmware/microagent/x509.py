@@ -6,7 +6,7 @@
 import binascii
 import hashlib
 
-from . import der
+from . import der, platform
 from .der import DERError
 
 CertError = DERError  # every refusal here is a ValueError of this class
@@ -326,20 +326,9 @@ def iso(t):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % t
 
 
-def civil(utc):
-    """(Y, M, D, h, m, s) of UTC seconds since 1970 (any int; H. Hinnant's
-    civil_from_days, plain integer arithmetic, no time module)."""
-    days, sod = divmod(utc, 86400)
-    days += 719468
-    era = (days if days >= 0 else days - 146096) // 146097
-    doe = days - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if m <= 2 else 0)
-    return (y, m, d, sod // 3600, sod // 60 % 60, sod % 60)
+# (Y, M, D, h, m, s) of UTC seconds since 1970: one implementation for the
+# whole agent
+civil = platform.civil
 
 
 # ---- files -----------------------------------------------------------------
