@@ -216,9 +216,10 @@ def test_unix_main_sas_full_flow(mqtt_lib, tmp_path):
     # the app's D2C (one telemetry message) is all the hub got besides them
     d2c = [t for t, p in hub.seen if t.startswith("devices/dev-01/messages/events/")]
     assert d2c[0] == "devices/dev-01/messages/events/" and len(d2c) == 1 + len(msgs)
-    # the accepted configuration was written back, with its $version
+    # the twin's microagent property merged onto the device's file (RFC
+    # 7386): its device key stays, though the twin never names it
     saved = json.loads((tmp_path / "microagent.json").read_text())
-    assert saved == {"deviceId": "dev-01", "timeWindowRules": HUB_RULES, "$version": 2}
+    assert saved == {"deviceId": "dev-01", "sas": {"deviceKey": KEY}, "timeWindowRules": HUB_RULES, "$version": 2}
 
 
 # ---- bad input through a real broker -----------------------------------------
@@ -247,6 +248,10 @@ c.disconnect()
 """
 
 
+# a microagent property of 4,800+ bytes: more than max_config (4096)
+BIG_MICROAGENT = {"threatIntel": {"ips": ["10.0.%d.%d" % (i // 256, i % 256) for i in range(400)]}}
+
+
 def test_bad_input_counted_or_refused_app_keeps_working(mqtt_lib, tmp_path):
     big_c2d = "devices/dev-01/messages/devicebound/%24.mid=big&%24.to=%2Fdevices%2Fdev-01%2Fmessages%2Fdevicebound"
     with Broker(tmp_path / "b") as b:
@@ -264,7 +269,7 @@ def test_bad_input_counted_or_refused_app_keeps_working(mqtt_lib, tmp_path):
             hub.desired(6, {"microagent": {"timeWindowRules": [rule("Nope", 1)]}})
             hub.desired(7, {"microagent": "off"})
             hub.desired(8, {"microagent": {"deviceId": "dev-02"}})
-            hub.desired(9, {"microagent": {"timeWindowRules": []}, "pad": "p" * 5000})
+            hub.desired(9, {"microagent": BIG_MICROAGENT})                       # > max_config
             hub.publish("devices/dev-01/messages/devicebound/end", b"")
             rc = dev.proc.wait(30)
             dev._t.join(5)
@@ -275,13 +280,15 @@ def test_bad_input_counted_or_refused_app_keeps_working(mqtt_lib, tmp_path):
     lines = dev.lines
     assert rc == 0, "\n".join(lines)
     out = [l for l in lines if not l.startswith(("ALERT ", "RECOMMENDATION "))]
-    big_patch = len(json.dumps({"microagent": {"timeWindowRules": []}, "pad": "p" * 5000, "$version": 9}))
+    big_patch = len(json.dumps({"microagent": BIG_MICROAGENT, "$version": 9}))
+    big = len(json.dumps(BIG_MICROAGENT))
+    too_big = "microagent property of %d bytes is larger than this device parses (4096)" % big
     assert out == [
         "READY",
         "microagent: twin configuration refused: timeWindowRules[0].ruleType: unknown ruleType 'Nope'",
         "microagent: twin configuration refused: microagent: must be an object",
         "microagent: twin configuration refused: deviceId: 'dev-02' is not this device (dev-01)",
-        "microagent: twin configuration refused: twin patch of %d bytes is larger than this device parses (4096)" % big_patch,
+        "microagent: twin configuration refused: " + too_big,
         # every message still reached the app
         "GOT [2, 1, 70000, 15, 19, %d, 36, 53, %d, 0]" % (len(json.dumps({"microagent": {"timeWindowRules": [rule("Nope", 1)]}, "$version": 6})), big_patch),
         "COUNTS [0, 2, 0, 0, 0, 6, 0]",
@@ -302,14 +309,12 @@ def test_bad_input_counted_or_refused_app_keeps_working(mqtt_lib, tmp_path):
         alert("config_refused", {"resource": "twin", "value": 7, "error": "microagent: must be an object"}),
         alert("config_refused", {"resource": "twin", "value": 8,
                                  "error": "deviceId: 'dev-02' is not this device (dev-01)"}),
-        alert("config_refused", {"resource": "twin", "value": 9, "error":
-              "twin patch of %d bytes is larger than this device parses (4096)" % big_patch}),
+        alert("config_refused", {"resource": "twin", "value": 9, "error": too_big}),
         window("MqttC2DMessagesNotInAllowedRange", 2, 0, 10), window("TwinUpdatesNotInAllowedRange", 6, 0, 10)]
     # a refused configuration is never written to the device's file
     assert not (tmp_path / "microagent.json").exists()
     reported = [json.loads(p) for t, p in hub.seen if t.startswith("$iothub/twin/PATCH/properties/reported/")]
-    assert reported[-1] == {"microagent": {"version": None, "status": "refused", "refusedVersion": 9, "error":
-                            "twin patch of %d bytes is larger than this device parses (4096)" % big_patch}}
+    assert reported[-1] == {"microagent": {"version": None, "status": "refused", "refusedVersion": 9, "error": too_big}}
     sent = [e["Payload"][0] for m in security_messages(hub.seen) for e in m["Events"]]
     assert sent == alerts(lines)
 

@@ -146,34 +146,127 @@ def _error_name(e):
     return type(e).__name__
 
 
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch: the result of applying `patch` to
+    `target` (both from json.loads). An object patch merges member by
+    member, recursively; a null member removes that member; anything else
+    (arrays included) replaces the target whole. Neither argument is
+    changed: merged objects are new dicts, untouched members are shared."""
+    if not isinstance(patch, dict):
+        return patch
+    out = {}
+    if isinstance(target, dict):
+        for k in target:
+            out[k] = target[k]
+    for k in patch:
+        v = patch[k]
+        if v is None:
+            if k in out:
+                del out[k]
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def _ws(b, i, n):
+    while i < n and (b[i] == 32 or b[i] == 10 or b[i] == 13 or b[i] == 9):
+        i += 1
+    return i
+
+
+def _str_end(b, i, n):
+    # b[i] is the opening quote: index after the closing one
+    i += 1
+    while i < n:
+        c = b[i]
+        if c == 34:
+            return i + 1
+        i += 2 if c == 92 else 1
+    raise ValueError("unterminated string")
+
+
+def _value_end(b, i, n):
+    # index after the JSON value starting at b[i]; nested values are
+    # skipped by counting brackets outside strings (not validated)
+    if i >= n:
+        raise ValueError("value missing")
+    c = b[i]
+    if c == 34:
+        return _str_end(b, i, n)
+    if c == 123 or c == 91:
+        depth = 0
+        while i < n:
+            c = b[i]
+            if c == 34:
+                i = _str_end(b, i, n)
+                continue
+            if c == 123 or c == 91:
+                depth += 1
+            elif c == 125 or c == 93:
+                depth -= 1
+                if not depth:
+                    return i + 1
+            i += 1
+        raise ValueError("unterminated object or array")
+    j = i
+    while j < n and b[j] not in b",}] \t\r\n":
+        j += 1
+    if j == i:
+        raise ValueError("value missing")
+    return j
+
+
+def json_member(b, name, start=0, end=-1):
+    """Where the value of member `name` of a JSON object lies, without
+    parsing the document: b (bytes) holds the object in b[start:end] (end
+    -1: to the end); name: the member's name as bytes (no escapes).
+    Returns (i, j) with b[i:j] the value's JSON text (the last one if the
+    name repeats, as json.loads keeps), or None when there is no such
+    member. The object's own members, commas and colons are checked;
+    values are skipped by brackets and strings, not validated. Raises
+    ValueError for text that is not a JSON object (RFC 8259 s4).
+    Allocates nothing."""
+    n = len(b) if end < 0 else end
+    i = _ws(b, start, n)
+    if i >= n or b[i] != 123:
+        raise ValueError("not a JSON object")
+    found = None
+    i = _ws(b, i + 1, n)
+    if i < n and b[i] == 125:
+        i += 1
+    else:
+        while True:
+            if i >= n or b[i] != 34:
+                raise ValueError("member name expected")
+            k = _str_end(b, i, n)
+            ki = i + 1
+            i = _ws(b, k, n)
+            if i >= n or b[i] != 58:
+                raise ValueError("':' expected")
+            vi = _ws(b, i + 1, n)
+            i = _value_end(b, vi, n)
+            if k - 1 - ki == len(name) and b.startswith(name, ki):
+                found = (vi, i)
+            i = _ws(b, i, n)
+            if i < n and b[i] == 44:
+                i = _ws(b, i + 1, n)
+                continue
+            if i < n and b[i] == 125:
+                i += 1
+                break
+            raise ValueError("',' or '}' expected")
+    if _ws(b, i, n) != n:
+        raise ValueError("text after the object")
+    return found
+
+
 class Watch:
     """An MQTT client watched for an agent; see watch()."""
 
     def __init__(self, agent, client, queue=16, config_path=None, max_config=4096, filters=8,
-                 security_messages=True):
-        self.agent = agent
-        self.client = client
-        self.config_path = config_path
-        self.max_config = max_config
-        self.up = False          # the session is connected (as far as the watcher saw)
-        self.counts = [0] * len(config.WINDOW_RULES)  # events seen, by config counter index
-        self._depth = 0          # nesting of the app's calls into the client
-        self._busy = False       # inside our own publish
-        self._rl = -1            # remaining length of the PUBLISH being read
-        self._handled = None     # the exception already reported on its way out
-        self._filters = []       # (kind, bytes, bytes) per subscribed filter
-        self._max_filters = filters
-        self._too_many = False
-        self._reported = None    # pending twin reported patch (bytes)
-        self._rid = 0
-        self.reported_sent = 0
-        self._device = None
-        self._set_device()
-        self.sec = None
-        if security_messages:
-            self.sec = secmsg.SecurityMessages(agent, queue)
-            agent.sinks.append(self.sec)
-        # the client's own bound methods; ours replace them on the instance
+                 security_messages=True, config_doc=None):
+        # the client's own bound methods first: a client that lacks one is
+        # refused before anything (a sink on the agent) is changed
         self._connect = client.connect
         self._subscribe = client.subscribe
         self._publish = client.publish
@@ -183,6 +276,36 @@ class Watch:
         self._disconnect = client.disconnect
         self._set_cb = client.set_callback
         self._recv = getattr(client, "_recv_len", None)
+        self.agent = agent
+        self.client = client
+        self.config_path = config_path
+        self.max_config = max_config
+        # the configuration document in force, when there is no file to
+        # read it from (config_path None): the base of the twin's patches
+        self._doc = config_doc if isinstance(config_doc, dict) else {}
+        # the session is up (as far as the watcher saw): a client watched
+        # after connect() has its socket already
+        self.up = getattr(client, "sock", None) is not None
+        self.counts = [0] * len(config.WINDOW_RULES)  # events seen, by config counter index
+        self._depth = 0          # nesting of the app's calls into the client
+        self._busy = False       # inside our own publish
+        self._rl = -1            # remaining length of the PUBLISH being read
+        self._handled = None     # the client's exception already reported on its way out
+        self._app_exc = None     # the exception the app's callback raised, on its way out
+        self._filters = []       # (kind, bytes, bytes) per subscribed filter
+        self._max_filters = filters
+        # the unexpected-topic check is off: too many filters, or
+        # subscriptions made before watch() (unknown until the next connect)
+        self._off = self.up
+        self._reported = None    # pending twin reported patch (bytes)
+        self._rid = 0
+        self.reported_sent = 0
+        self._device = None
+        self._set_device()
+        self.sec = None
+        if security_messages:
+            self.sec = secmsg.SecurityMessages(agent, queue)
+            agent.sinks.append(self.sec)
         self.app_cb = getattr(client, "cb", None)
         self._cb = self._on_message
         client.connect = self.connect
@@ -197,6 +320,7 @@ class Watch:
             client._recv_len = self._recv_len
         if self.app_cb is not None:
             self._set_cb(self._cb)
+        client._microagent_watch = self
 
     def _set_device(self):
         a = self.agent
@@ -208,7 +332,12 @@ class Watch:
         if dev == self._device:
             return
         self._device = dev
-        self._c2d = b"devices/" + dev.encode() + b"/messages/devicebound"
+        d = dev.encode()
+        self._dev = b"devices/" + d + b"/"
+        # IoT Hub allows + and # in device ids: this device's own topics
+        # are literal text, never MQTT wildcards
+        self._wild = d.find(b"+") >= 0 or d.find(b"#") >= 0
+        self._c2d = self._dev + b"messages/devicebound"
         self._d2c_s = "devices/" + dev + "/messages/events"
         self._d2c_b = self._d2c_s.encode()
 
@@ -218,11 +347,29 @@ class Watch:
         self.app_cb = f
         self._set_cb(self._cb)
 
+    def _rewrap(self):
+        # the app assigned client.cb itself (bypassing set_callback): take
+        # its function as the app's callback and put the watcher back
+        cb = getattr(self.client, "cb", None)
+        if cb is not self._cb and cb is not None:
+            self.app_cb = cb
+            self._set_cb(self._cb)
+
+    def _left(self):
+        # after a call into the client, normal or not (finally): the
+        # outermost call forgets the exceptions it saw pass
+        d = self._depth - 1
+        self._depth = d
+        if d <= 0:
+            self._depth = 0
+            self._handled = None
+            self._app_exc = None
+
     def connect(self, *args, **kw):
         c = self.client
         self.up = False
         self._filters = []   # a new session: the app subscribes again
-        self._too_many = False
+        self._off = False
         try:
             self.agent.mqtt_connect(getattr(c, "client_id", None), getattr(c, "user", None),
                                     getattr(c, "pswd", None))
@@ -234,7 +381,8 @@ class Watch:
         except Exception as e:
             self._fail(e, "connect")
             raise
-        self._depth -= 1
+        finally:
+            self._left()
         self.up = True
         self._rl = -1
         self._after()
@@ -244,29 +392,43 @@ class Watch:
         f = _b(topic)
         entry = None
         try:
-            if not valid_filter(f):
+            d = self._dev
+            lit = f.startswith(d)
+            if lit:      # this device's topics: its id is literal text
+                w = f[len(d):]
+                ok = not w or valid_filter(w)
+            else:
+                w = f
+                ok = valid_filter(f)
+            if not ok:
                 self._finding("mqtt_malformed", "subscribe", f, "invalid topic filter")
             elif len(self._filters) < self._max_filters:
-                if f.endswith(b"/#") and f.find(b"+") < 0 and f.find(b"#") == len(f) - 1:
-                    entry = (1, f[:-2], f[:-1])      # prefix match
-                elif f.find(b"+") < 0 and f.find(b"#") < 0:
-                    entry = (0, f, f)                # exact
+                h = w.find(b"#")
+                if w.find(b"+") < 0:
+                    if h < 0:
+                        entry = (0, f, f)                # exact
+                    elif f.endswith(b"/#"):
+                        entry = (1, f[:-2], f[:-1])      # prefix match
+                if entry is None and not (lit and self._wild):
+                    entry = (2, f, f)                    # general
+                if entry is None:
+                    self._off = True     # wildcards after a literal + or # id
                 else:
-                    entry = (2, f, f)                # general
-                self._filters.append(entry)
+                    self._filters.append(entry)
             else:
-                self._too_many = True
+                self._off = True
         except Exception as e:
             self.agent._fault("watch", e)
         self._depth += 1
         try:
             r = self._subscribe(topic, qos)
         except Exception as e:
-            if entry is not None and entry in self._filters:
+            if e is not self._app_exc and entry is not None and entry in self._filters:
                 self._filters.remove(entry)
             self._fail(e, "subscribe")
             raise
-        self._depth -= 1
+        finally:
+            self._left()
         self._after()
         return r
 
@@ -287,7 +449,8 @@ class Watch:
         except Exception as e:
             self._fail(e, "publish")
             raise
-        self._depth -= 1
+        finally:
+            self._left()
         if k == _D2C_KIND:
             self.counts[_D2C] += 1
             self.agent.count(_D2C)
@@ -295,26 +458,32 @@ class Watch:
             self._after()
         return r
 
-    def wait_msg(self):
+    def wait_msg(self, *args):
+        if getattr(self.client, "cb", None) is not self._cb:
+            self._rewrap()
         self._depth += 1
         try:
-            r = self._wait()
+            r = self._wait(*args) if args else self._wait()
         except Exception as e:
             self._fail(e, "receive")
             raise
-        self._depth -= 1
+        finally:
+            self._left()
         if self._depth == 0 and self.up:
             self._after()
         return r
 
     def check_msg(self, *args):
+        if getattr(self.client, "cb", None) is not self._cb:
+            self._rewrap()
         self._depth += 1
         try:
-            r = self._check(*args)
+            r = self._check(*args) if args else self._check()
         except Exception as e:
             self._fail(e, "receive")
             raise
-        self._depth -= 1
+        finally:
+            self._left()
         self._after()
         return r
 
@@ -325,14 +494,15 @@ class Watch:
         except Exception as e:
             self._fail(e, "ping")
             raise
-        self._depth -= 1
+        finally:
+            self._left()
         self._after()
         return r
 
     def disconnect(self):
         self.up = False
         self._filters = []
-        self._too_many = False
+        self._off = False
         return self._disconnect()
 
     def _recv_len(self):
@@ -347,15 +517,13 @@ class Watch:
                 self._pump()
 
     def _fail(self, e, op):
-        # an exception on its way to the app: count or report it once (the
-        # same exception passes every nested wrapper)
-        self._depth -= 1
-        if e is not self._handled:
-            self._handled = e
-            self._failed(e, op)
-        if self._depth <= 0:
-            self._depth = 0
-            self._handled = None
+        # an exception on its way to the app: the client's own failure is
+        # counted or reported once (the same exception passes every nested
+        # wrapper); one the app's callback raised is the app's business
+        if e is self._handled or e is self._app_exc:
+            return
+        self._handled = e
+        self._failed(e, op)
 
     def _failed(self, e, op):
         try:
@@ -374,7 +542,7 @@ class Watch:
                 return
             self.up = False
             self._filters = []
-            self._too_many = False
+            self._off = False
             if op == "receive":
                 if isinstance(e, IndexError):
                     self._finding("mqtt_malformed", "receive", b"", "connection closed mid-packet")
@@ -433,18 +601,29 @@ class Watch:
         # per message: no allocation for this device's C2D (the hot path)
         try:
             t = topic if isinstance(topic, bytes) else _b(topic)
-            if not t or t.find(b"+") >= 0 or t.find(b"#") >= 0:
+            c = self._c2d
+            n = len(c)
+            # this device's C2D prefix is literal (its id may hold + or #):
+            # the wildcard check starts after it
+            p = n if t.startswith(c) and (len(t) == n or t[n] == _SL) else 0
+            if not t or t.find(b"+", p) >= 0 or t.find(b"#", p) >= 0:
                 self._finding("mqtt_malformed", "receive", t, "invalid topic name")
             else:
-                self._observe(t, msg)
+                self._observe(t, msg, p)
         except Exception as e:
             self.agent._fault("watch", e)
         self._rl = -1
         cb = self.app_cb
         if cb is not None:
-            cb(topic, msg)
+            try:
+                cb(topic, msg)
+            except BaseException as e:
+                # the app's own exception: it goes to the app unchanged and
+                # says nothing about the session
+                self._app_exc = e
+                raise
 
-    def _observe(self, t, msg):
+    def _observe(self, t, msg, c2d):
         rl = self._rl
         if rl >= 0:
             got = 2 + len(t) + len(msg)
@@ -453,17 +632,15 @@ class Watch:
                 # what it read (QoS 0 cut by exactly 2 bytes is not seen)
                 self._finding("mqtt_malformed", "receive", t, "connection closed mid-message",
                               (("expected", rl), ("actual", got)))
-        if self._filters and not self._too_many and not self._subscribed(t):
+        if self._filters and not self._off and not self._subscribed(t):
             self._finding("mqtt_unexpected", "receive", t, "no subscription matches")
-        c = self._c2d
-        n = len(c)
-        if t.startswith(c) and (len(t) == n or t[n] == _SL):
+        if c2d:
             self.counts[_C2D] += 1
             self.agent.count(_C2D)
             if len(msg) > MAX_C2D:
                 self._too_big(t, msg, MAX_C2D)
             return
-        k = incoming(t, self._device, c)
+        k = incoming(t, self._device, self._c2d)
         if k == iothub.METHOD:
             self._count(config.METHOD)
             if len(msg) > MAX_METHOD:
@@ -486,81 +663,148 @@ class Watch:
                       (("value", len(msg)), ("max", limit)))
 
     # ---- configuration from the twin ---------------------------------------
-    def _json(self, t, msg, what):
+    def _member(self, t, msg, name, what, start=0, end=-1):
+        # (i, j) of a member's value, None when absent, False (after a
+        # finding) when the text is not a JSON object
         try:
-            text = bytes(msg).decode()
+            return json_member(msg, name, start, end)
+        except ValueError as e:
+            self._finding("mqtt_malformed", "receive", t, what + (
+                " is not a JSON object" if str(e) == "not a JSON object" else " is not JSON"))
+            return False
+
+    def _config_value(self, t, msg, span, what, version):
+        # the microagent member's value, parsed; None after a finding or
+        # a refusal (larger than max_config: not parsed at all)
+        i, j = span
+        if j - i > self.max_config:
+            self._refuse(version, "microagent property of %d bytes is larger than this device parses (%d)"
+                         % (j - i, self.max_config))
+            return None
+        try:
+            text = bytes(msg[i:j]).decode()
         except Exception:
             self._finding("mqtt_malformed", "receive", t, what + " is not UTF-8")
             return None
         try:
-            doc = json.loads(text)
+            return json.loads(text)
         except Exception:
             self._finding("mqtt_malformed", "receive", t, what + " is not JSON")
             return None
-        if not isinstance(doc, dict):
-            self._finding("mqtt_malformed", "receive", t, what + " is not a JSON object")
-            return None
-        return doc
+
+    def _stale(self, version):
+        # a desired document older than (or as old as) the one in force
+        cfg = self.agent.cfg
+        cur = cfg.version if cfg is not None else None
+        if isinstance(cur, int) and isinstance(version, int) and version <= cur:
+            if version < cur:
+                self.agent.out("microagent: twin $version %d is older than the configuration in force (%d); ignored"
+                               % (version, cur))
+            return True
+        return False
 
     def _desired_patch(self, t, msg):
-        if len(msg) > self.max_config:
-            if msg.find(b'"microagent"') >= 0:
-                v = t[len(_DESIRED) + 10:]
-                self._refuse(int(v) if v else None,
-                             "twin patch of %d bytes is larger than this device parses (%d)" % (len(msg), self.max_config))
+        # a desired-properties patch: only its microagent member is read
+        # (the rest is the app's); the topic's ?$version= is its version
+        span = self._member(t, msg, b"microagent", "twin patch")
+        if not span:
             return
-        doc = self._json(t, msg, "twin patch")
-        if doc is not None and "microagent" in doc:
-            self.apply(doc["microagent"], doc.get("$version"))
+        version = int(t[len(_DESIRED) + 10:])
+        if self._stale(version):
+            return
+        if msg[span[0]] == 110:       # null: the property was removed
+            self.apply(None, version)
+            return
+        doc = self._config_value(t, msg, span, "twin patch", version)
+        if doc is not None:
+            self.apply(doc, version)
 
     def _twin_response(self, t, msg):
-        # the answer to the app's twin GET: {"desired": {...}, "reported": {...}}
-        if not t.startswith(b"$iothub/twin/res/200/") or msg.find(b'"microagent"') < 0:
+        # the answer to the app's twin GET: {"desired": {...}, "reported":
+        # {...}}; only desired.microagent is read (the reported part is
+        # what the device wrote itself and may be large)
+        if not t.startswith(b"$iothub/twin/res/200/"):
             return
-        if len(msg) > self.max_config:
-            self._refuse(None, "twin of %d bytes is larger than this device parses (%d)" % (len(msg), self.max_config))
+        span = self._member(t, msg, b"desired", "twin")
+        if not span or msg[span[0]] != 123:
             return
-        doc = self._json(t, msg, "twin")
-        if doc is None:
+        i, j = span
+        cfg = self._member(t, msg, b"microagent", "twin", i, j)
+        if not cfg:
             return
-        desired = doc.get("desired")
-        if isinstance(desired, dict) and "microagent" in desired:
-            v = desired.get("$version")
-            cfg = self.agent.cfg
-            if cfg is not None and v is not None and cfg.version == v:
-                return  # in force already
-            self.apply(desired["microagent"], v)
+        version = None
+        v = self._member(t, msg, b"$version", "twin", i, j)
+        if v:
+            try:
+                version = int(bytes(msg[v[0]:v[1]]))
+            except ValueError:
+                pass
+        if self._stale(version):
+            return
+        if msg[cfg[0]] == 110:
+            self.apply(None, version)
+            return
+        doc = self._config_value(t, msg, cfg, "twin", version)
+        if doc is not None:
+            self.apply(doc, version)
 
-    def apply(self, doc, version=None):
-        """Apply a configuration document from the twin (config.md): it
-        replaces the rules only when it validates; deviceId defaults to
+    def _base(self):
+        # the configuration document in force: the device's file when
+        # config_path is set (a missing file: none), else the kept copy
+        if not self.config_path:
+            return self._doc
+        try:
+            with open(self.config_path) as f:
+                doc = json.load(f)
+        except OSError as e:
+            if e.args and e.args[0] == 2:     # ENOENT
+                return {}
+            raise ValueError("%s: cannot be read (%s); the twin's patch is not merged onto it" % (self.config_path, e))
+        except Exception:
+            raise ValueError("%s: not valid JSON; the twin's patch is not merged onto it" % (self.config_path,))
+        if not isinstance(doc, dict):
+            raise ValueError("%s: not a JSON object; the twin's patch is not merged onto it" % (self.config_path,))
+        return doc
+
+    def apply(self, patch, version=None):
+        """Apply the twin's `microagent` desired property (config.md) as an
+        RFC 7386 JSON merge patch onto the configuration document in force
+        (read from config_path when set, else the copy the watcher keeps):
+        members it names change, a null member is removed, arrays are
+        replaced whole, everything else stays (the device key in
+        sas.deviceKey need never be in the twin). The merged document is
+        validated as a whole and only then applied; deviceId defaults to
         this device's and must be this device's; `version` (the desired
-        $version) becomes the config's $version. On success the document
-        is written to config_path (when set) and the reported property
-        `microagent` says so; a refusal changes nothing, is one
-        config_refused finding and is reported with its reason.
-        Returns True when applied. Never raises."""
+        $version) becomes its $version. On success it is written to
+        config_path (or kept) and the reported property `microagent` says
+        so; a refusal changes nothing, is one config_refused finding and is
+        reported with its reason. Returns True when applied. Never raises."""
         try:
             reason = None
-            if doc is None:
+            d = None
+            if patch is None:
                 reason = "microagent: removed from the desired properties; the configuration in force stays"
-            elif not isinstance(doc, dict):
+            elif not isinstance(patch, dict):
                 reason = "microagent: must be an object"
             else:
-                d = {}
-                for k in doc:
-                    d[k] = doc[k]
-                if "deviceId" not in d:
-                    d["deviceId"] = self._device
-                if d["deviceId"] != self._device:
-                    reason = "deviceId: %r is not this device (%s)" % (d["deviceId"], self._device)
-                else:
-                    if version is not None:
-                        d["$version"] = version
-                    try:
-                        self.agent.configure(d)
-                    except Exception as e:
-                        reason = str(e) or _error_name(e)
+                try:
+                    d = merge_patch(self._base(), patch)
+                except ValueError as e:
+                    reason = str(e)
+                if d is not None:
+                    if "deviceId" not in d:
+                        d["deviceId"] = self._device
+                    if d["deviceId"] != self._device:
+                        reason = "deviceId: %r is not this device (%s)" % (d["deviceId"], self._device)
+                    else:
+                        if version is None:
+                            d.pop("$version", None)
+                        else:
+                            d["$version"] = version
+                        try:
+                            self.agent.configure(d)
+                        except Exception as e:
+                            reason = str(e) or _error_name(e)
             if reason is not None:
                 self._refuse(version, reason)
                 return False
@@ -568,6 +812,8 @@ class Watch:
             self.agent.out("microagent: configuration $version %s applied from the twin" % (version,))
             if self.config_path:
                 self._write_config(d)
+            else:
+                self._doc = d
             self._report({"version": version, "status": "applied", "refusedVersion": None, "error": None})
             return True
         except Exception as e:
@@ -676,11 +922,21 @@ def watch(agent, client, **kw):
     or `ssl=SSLContext`); its connect, subscribe, publish, wait_msg,
     check_msg, ping, disconnect, set_callback (and _recv_len, to see a
     PUBLISH cut short) are replaced on the instance by pass-throughs that
-    keep results, exceptions and blocking unchanged. Keywords: queue
-    (security findings held while the session is down, default 16),
-    config_path (where a configuration accepted from the twin is written),
-    max_config (bytes of twin JSON parsed at most, default 4096), filters
+    keep arguments, results, exceptions and blocking unchanged. A client
+    whose socket is already open (watched after connect()) counts as
+    connected. Keywords: queue (security findings held while the session
+    is down, default 16), config_path (the device's configuration file:
+    the base the twin's patches merge onto, and where the result is
+    written), config_doc (without config_path: the document the agent was
+    configured with, kept as that base), max_config (bytes of the twin's
+    microagent property parsed at most, default 4096), filters
     (subscriptions remembered for the unexpected-topic check, default 8),
-    security_messages (False: no findings to the hub). Returns the Watch.
+    security_messages (False: no findings to the hub). Returns the Watch;
+    a client watched already returns its Watch (the keywords of the first
+    call stay). Raises AttributeError for a client without those methods,
+    before anything changed.
     """
+    w = getattr(client, "_microagent_watch", None)
+    if w is not None:
+        return w
     return Watch(agent, client, **kw)

@@ -1,4 +1,5 @@
 from microagent import iothub, mqttwatch
+from mphelp import raises
 from microagent.mqttwatch import incoming, topic_matches, valid_filter, valid_topic
 
 # MQTT 3.1.1 s4.7.1.2, s4.7.1.3 and s4.7.2 examples, plus edges
@@ -107,3 +108,71 @@ def test_text_for_findings():
     assert mqttwatch._text(b"a/b") == "a/b"
     assert mqttwatch._text(b"a\xff/b") == "a\\xff/b"
     assert len(mqttwatch._text(b"x" * 300)) == 96
+
+
+# RFC 7386 Appendix A: every example, (target, patch, result) as JSON text
+MERGE = [
+    ('{"a":"b"}', '{"a":"c"}', '{"a":"c"}'),
+    ('{"a":"b"}', '{"b":"c"}', '{"a":"b","b":"c"}'),
+    ('{"a":"b"}', '{"a":null}', '{}'),
+    ('{"a":"b","b":"c"}', '{"a":null}', '{"b":"c"}'),
+    ('{"a":["b"]}', '{"a":"c"}', '{"a":"c"}'),
+    ('{"a":"c"}', '{"a":["b"]}', '{"a":["b"]}'),
+    ('{"a":{"b":"c"}}', '{"a":{"b":"d","c":null}}', '{"a":{"b":"d"}}'),
+    ('{"a":[{"b":"c"}]}', '{"a":[1]}', '{"a":[1]}'),
+    ('["a","b"]', '["c","d"]', '["c","d"]'),
+    ('{"a":"b"}', '["c"]', '["c"]'),
+    ('{"a":"foo"}', 'null', 'null'),
+    ('{"a":"foo"}', '"bar"', '"bar"'),
+    ('{"e":null}', '{"a":1}', '{"e":null,"a":1}'),
+    ('[1,2]', '{"a":"b","c":null}', '{"a":"b"}'),
+    ('{}', '{"a":{"bb":{"ccc":null}}}', '{"a":{"bb":{}}}'),
+]
+
+
+def test_merge_patch_rfc7386_examples():
+    import json
+    for target, patch, result in MERGE:
+        assert mqttwatch.merge_patch(json.loads(target), json.loads(patch)) == json.loads(result), (target, patch)
+
+
+def test_merge_patch_changes_neither_argument():
+    target = {"a": {"b": 1, "c": [1]}, "d": 2}
+    patch = {"a": {"b": None, "e": 3}, "d": None}
+    out = mqttwatch.merge_patch(target, patch)
+    assert out == {"a": {"c": [1], "e": 3}}
+    assert target == {"a": {"b": 1, "c": [1]}, "d": 2}
+    assert patch == {"a": {"b": None, "e": 3}, "d": None}
+    assert out["a"]["c"] is target["a"]["c"]     # untouched members are shared, not copied
+
+
+def _value(doc, name, start=0, end=-1):
+    span = mqttwatch.json_member(doc, name, start, end)
+    return None if span is None else doc[span[0]:span[1]]
+
+
+def test_json_member_finds_the_value_text():
+    doc = b' { "a" : 1 ,"microagent":{"x":"}\\"{","y":[1,{"z":null}]} , "b":"\xc3\xa9", "n": null,"t":true } '
+    assert _value(doc, b"a") == b"1"
+    assert _value(doc, b"microagent") == b'{"x":"}\\"{","y":[1,{"z":null}]}'
+    assert _value(doc, b"b") == b'"\xc3\xa9"'
+    assert _value(doc, b"n") == b"null"
+    assert _value(doc, b"t") == b"true"
+    assert _value(doc, b"x") is None           # only the object's own members
+    assert _value(doc, b"micro") is None
+    assert _value(b"{}", b"a") is None
+    assert _value(b'{"a":1,"a":[2]}', b"a") == b"[2]"    # the last one, as json.loads keeps
+    # within bounds: the members of an inner object
+    outer = b'{"desired":{"microagent":{"k":1},"$version":12},"reported":{"microagent":5}}'
+    i, j = mqttwatch.json_member(outer, b"desired")
+    assert _value(outer, b"microagent", i, j) == b'{"k":1}'
+    assert _value(outer, b"$version", i, j) == b"12"
+
+
+def test_json_member_refuses_what_is_not_an_object():
+    for bad in (b"[1]", b'"x"', b"", b"  ", b"null"):
+        assert str(raises(ValueError, mqttwatch.json_member, bad, b"a")) == "not a JSON object", bad
+    for bad in (b'{"microagent": ', b'{"a" 1}', b'{"a":1 "b":2}', b'{"a":1,}', b'{a:1}', b'{"a":"1}',
+                b'{"a":[1}', b'{"a":1} x', b'{"a":}'):
+        e = raises(ValueError, mqttwatch.json_member, bad, b"a")
+        assert str(e) != "not a JSON object", bad
