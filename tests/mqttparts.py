@@ -404,8 +404,9 @@ class FakeBroker:
     does: connection i answers CONNECT and `subscribes` SUBSCRIBEs, then
     waits for `publishes` twin GET PUBLISHes from the device (main.py's),
     then sends scripts[i] (bytes) and closes, or stays open (answering
-    PINGREQ and SUBSCRIBE) when the script is followed by keep=True.
-    scripts: list of (bytes, keep). Records the PUBLISH topics it got."""
+    PINGREQ and SUBSCRIBE) when the script is followed by keep=True, or
+    for keep seconds (a number). scripts: list of (bytes, keep). Records
+    the PUBLISH topics it got."""
 
     def __init__(self, scripts, subscribes, publishes=0):
         self.scripts = scripts
@@ -459,7 +460,8 @@ class FakeBroker:
         if not keep:
             return
         conn.settimeout(0.2)
-        while not self._stop.is_set():
+        until = None if keep is True else time.time() + keep
+        while not self._stop.is_set() and (until is None or time.time() < until):
             try:
                 p = _read_packet(conn)
             except socket.timeout:
