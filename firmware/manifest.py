@@ -11,7 +11,7 @@ package(
         "__init__.py", "agent.py", "alerts.py", "certcheck.py", "config.py",
         "der.py", "duration.py", "hmacsha.py", "iothub.py", "ipaddr.py",
         "mqttwatch.py", "pem.py", "platform.py", "sas.py", "sascheck.py",
-        "secmsg.py", "sockwrap.py", "x509.py",
+        "secmsg.py", "sockwrap.py", "utf8.py", "x509.py",
     ],
     opt=3,
 )
