@@ -42,6 +42,7 @@ class Agent:
         self.watchers = []  # fn(agent) run at each poll(): cheap change detection (certificate files)
         self.certs = None  # certcheck.CertCheck once a configuration lists certificates
         self._clock_unset = False
+        self._clock_losses = 0  # fold key of clock_not_set: each loss is a new finding
 
     # ---- configuration -------------------------------------------------
     def configure(self, doc):
@@ -176,8 +177,9 @@ class Agent:
         if t < platform.CLOCK_FLOOR:
             if not self._clock_unset:
                 self._clock_unset = True
+                self._clock_losses += 1  # a new loss is printed at once, not folded into the last
                 self._find(t, "clock_not_set", (("value", platform.iso8601(t)),
-                                                 ("min", platform.iso8601(platform.CLOCK_FLOOR))), "clock")
+                                                 ("min", platform.iso8601(platform.CLOCK_FLOOR))), self._clock_losses)
             return None
         self._clock_unset = False
         return t
