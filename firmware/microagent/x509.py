@@ -6,7 +6,7 @@
 import binascii
 import hashlib
 
-from . import der, platform
+from . import der, platform, utf8
 from .der import DERError
 
 CertError = DERError  # every refusal here is a ValueError of this class
@@ -29,6 +29,12 @@ _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # GeneralizedTime 99991231235959Z: "no well-defined expiration date"
 # (RFC 5280 4.1.2.5); a tuple, so nothing overflows.
 NO_EXPIRY = (9999, 12, 31, 23, 59, 59)
+
+# Bounds on what a certificate field may turn into (RFC 5280 asks CAs for
+# serials of at most 20 octets and CNs of at most 64 characters; real
+# certificates exceed the first a little). Beyond them: DERError.
+MAX_SERIAL_OCTETS = 64
+MAX_CN_OCTETS = 256
 
 
 class Certificate:
@@ -83,8 +89,12 @@ def parse(buf):
 
     buf: bytes, bytearray or memoryview. Returns a Certificate (which does
     not keep buf). Raises DERError (a ValueError) naming the problem and
-    its byte offset: not strict DER, not a certificate, bytes after it,
-    a time not in the DER form RFC 5280 4.1.2.5 requires.
+    its byte offset: not strict DER (X.690 10) anywhere, the elements it
+    skips included (algorithm parameters, unique IDs, extensions: see
+    der.Reader.walk()), not a certificate, bytes after it, a time not in
+    the DER form RFC 5280 4.1.2.5 requires, a serial of more than
+    MAX_SERIAL_OCTETS (64) octets, a CN of more than MAX_CN_OCTETS (256)
+    or not valid in its string type (strict UTF-8, no surrogates).
     Walks the DER in place with one der.Reader: no copy of the
     certificate and no allocation per element.
     """
@@ -109,13 +119,18 @@ def parse(buf):
         v = der.small_int(mv, is_, ve)
         if v > 2:
             raise DERError("unknown certificate version %d" % (v + 1))
+        if v == 0:
+            raise DERError("version 1 encoded at offset %d (DER leaves the DEFAULT out)" % p)
         c.version = v + 1
         p = ve
     ss = r.expect(p, te, der.INTEGER)
-    c.serial_bytes = bytes(mv[ss:r.end])
+    p = r.end
+    if p - ss > MAX_SERIAL_OCTETS:
+        raise DERError("serial number of %d octets at offset %d (more than %d)" % (p - ss, ss, MAX_SERIAL_OCTETS))
+    c.serial_bytes = bytes(mv[ss:p])
     c.serial = der.signed(c.serial_bytes, ss)
-    r.expect(r.end, te, der.SEQUENCE)  # signature AlgorithmIdentifier
-    ns = r.expect(r.end, te, der.SEQUENCE)
+    p = _alg(r, p, te)  # signature AlgorithmIdentifier
+    ns = r.expect(p, te, der.SEQUENCE)
     ne = r.end
     c.issuer_cn = _cn(r, ns, ne)
     vs = r.expect(ne, te, der.SEQUENCE)  # validity
@@ -131,20 +146,70 @@ def parse(buf):
     p = r.end
     _key(c, r, ks, p)
     last = 0
-    while p < te:  # issuerUniqueID [1], subjectUniqueID [2], extensions [3]
-        r.read(p, te)
+    while p < te:  # issuerUniqueID [1], subjectUniqueID [2] (IMPLICIT BIT STRING), extensions [3]
+        cs = r.read(p, te)
         t = r.tag
-        n = t & 0x1F if t in (0x81, 0xA1, 0x82, 0xA2, 0xA3) else 0
+        ce = r.end
+        n = t & 0x1F if t == 0x81 or t == 0x82 or t == 0xA3 else 0
         if n <= last:
             raise DERError("unexpected tag 0x%02x in tbsCertificate at offset %d" % (t, p))
         last = n
-        p = r.end
-    r.expect(te, e, der.SEQUENCE)  # signatureAlgorithm
-    r.expect(r.end, e, der.BIT_STRING)  # signatureValue
-    if r.end != e:
-        raise DERError("bytes after the signature at offset %d" % r.end)
+        if n == 3:
+            _extensions(r, cs, ce)
+        else:
+            der.check_bits(mv, cs, ce)
+        p = ce
+    p = _alg(r, te, e)  # signatureAlgorithm
+    bs = r.expect(p, e, der.BIT_STRING)  # signatureValue
+    p = r.end
+    if p != e:
+        raise DERError("bytes after the signature at offset %d" % p)
+    der.check_bits(mv, bs, p)
     c.sha1, c.sha256 = thumbprints(mv)
     return c
+
+
+def _alg(r, p, end):
+    # AlgorithmIdentifier (RFC 5280 4.1.1.2) at p: an OID, then parameters
+    # checked as strict DER. Returns the offset after it.
+    s = r.expect(p, end, der.SEQUENCE)
+    e = r.end
+    os_ = r.expect(s, e, der.OID)
+    oe = r.end
+    mv = r.buf
+    der.check_oid(mv, os_, oe)
+    if oe != e and not (e - oe == 2 and mv[oe] == der.NULL and mv[oe + 1] == 0):  # fast path: none or NULL
+        r.walk(oe, e)
+    return e
+
+
+def _extensions(r, s, e):
+    # [3] EXPLICIT Extensions (RFC 5280 4.1.2.9): SEQUENCE OF SEQUENCE
+    # { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+    mv = r.buf
+    xs = r.expect(s, e, der.SEQUENCE)
+    xe = r.end
+    if xe != e:
+        raise DERError("bytes after the extensions at offset %d" % xe)
+    p = xs
+    while p < xe:
+        es = r.expect(p, xe, der.SEQUENCE)
+        ee = r.end
+        os_ = r.expect(es, ee, der.OID)
+        q = r.end
+        if q - os_ != 3 or (mv[os_] | mv[os_ + 1] | mv[os_ + 2]) & 0x80:  # fast path: 2.5.29.x
+            der.check_oid(mv, os_, q)
+        if q < ee and mv[q] == 0x01:
+            bs = r.read(q, ee)
+            if r.end - bs != 1 or mv[bs] != 0xFF:
+                if r.end - bs == 1 and mv[bs] == 0:
+                    raise DERError("critical FALSE encoded at offset %d (DER leaves the DEFAULT out)" % q)
+                der.check_primitive(mv, 0x01, bs, r.end, q)
+            q = r.end
+        r.expect(q, ee, der.OCTET_STRING)
+        if r.end != ee:
+            raise DERError("bytes after an extension value at offset %d" % r.end)
+        p = ee
 
 
 def _cn(r, s, e):
@@ -161,33 +226,54 @@ def _cn(r, s, e):
             ae = r.end
             os_ = r.expect(as_, ae, der.OID)
             oe = r.end
+            if oe - os_ != 3 or (mv[os_] | mv[os_ + 1] | mv[os_ + 2]) & 0x80:  # fast path: 2.5.4.x
+                der.check_oid(mv, os_, oe)
             vs = r.read(oe, ae)
+            t = r.tag
             if r.end != ae:
                 raise DERError("bytes after an attribute value at offset %d" % r.end)
             if cn is None and der.equals(mv, os_, oe, _CN):
-                cn = _string(mv, r.tag, vs, ae)
+                cn = _string(mv, t, vs, ae)
+            elif t == 0x0C:
+                i = utf8.bad(mv, vs, ae)
+                if i >= 0:
+                    raise DERError("UTF8String is not valid UTF-8 at offset %d" % i)
+            elif t & 0x20 or t <= 0x11:  # the string types have no DER rule of their own
+                r.walk(oe, ae)
             q = ae
         p = re_
     return cn
 
 
 def _string(mv, tag, s, e):
-    """A DirectoryString (RFC 5280 4.1.2.4) as str."""
+    """A DirectoryString (RFC 5280 4.1.2.4) as str: at most MAX_CN_OCTETS
+    octets; UTF8String strict UTF-8 (utf8.bad(): the same verdict on
+    CPython and MicroPython), BMPString and UniversalString without
+    surrogates or code points above U+10FFFF."""
+    if e - s > MAX_CN_OCTETS:
+        raise DERError("CN of %d octets at offset %d (more than %d)" % (e - s, s, MAX_CN_OCTETS))
     if tag == 0x1E:  # BMPString: UCS-2 big-endian
         if (e - s) % 2:
             raise DERError("BMPString of odd length at offset %d" % s)
+        for i in range(s, e, 2):
+            if 0xD8 <= mv[i] <= 0xDF:
+                raise DERError("BMPString with a surrogate at offset %d" % i)
         return "".join(chr((mv[i] << 8) | mv[i + 1]) for i in range(s, e, 2))
     if tag == 0x1C:  # UniversalString: UCS-4 big-endian
         if (e - s) % 4:
             raise DERError("UniversalString length not a multiple of 4 at offset %d" % s)
+        for i in range(s, e, 4):
+            u = (mv[i] << 24) | (mv[i + 1] << 16) | (mv[i + 2] << 8) | mv[i + 3]
+            if u > 0x10FFFF or 0xD800 <= u <= 0xDFFF:
+                raise DERError("UniversalString with a code point that is not a character at offset %d" % i)
         return "".join(chr((mv[i] << 24) | (mv[i + 1] << 16) | (mv[i + 2] << 8) | mv[i + 3]) for i in range(s, e, 4))
     if tag == 0x0C or tag == 0x13 or tag == 0x16 or tag == 0x1A or tag == 0x14:
-        b = bytes(mv[s:e])
         if tag == 0x0C:
-            try:
-                return b.decode("utf-8")
-            except UnicodeError:
-                raise DERError("UTF8String is not valid UTF-8 at offset %d" % s)
+            i = utf8.bad(mv, s, e)
+            if i >= 0:
+                raise DERError("UTF8String is not valid UTF-8 at offset %d" % i)
+            return str(bytes(mv[s:e]), "utf-8")
+        b = bytes(mv[s:e])
         for ch in b:
             if ch >= 0x80:  # T.61 and stray 8-bit text: read as Latin-1
                 return "".join(chr(x) for x in b)
@@ -256,13 +342,20 @@ def _form(t):
     return "GeneralizedTime must be YYYYMMDDHHMMSSZ"
 
 
+_TIMECHARS = b"0123456789Zz+-.,: "
+
+
 def _show(mv, s, e):
-    # quoted printable text of a (short) field for error messages
-    out = []
-    for i in range(s, min(e, s + 24)):
-        b = mv[i]
-        out.append(chr(b) if 32 <= b < 127 and b != 39 else "\\x%02x" % b)
-    return "'" + "".join(out) + ("...'" if e - s > 24 else "'")
+    # a time's text for error messages, quoted only when it is at most 24
+    # characters of digits and time punctuation (it can then be nothing
+    # but a time); otherwise only its length: no other content is echoed
+    if e - s <= 24:
+        for i in range(s, e):
+            if mv[i] not in _TIMECHARS:
+                break
+        else:
+            return "'" + str(bytes(mv[s:e]), "ascii") + "'"
+    return "%d octets of other text" % (e - s)
 
 
 def _leap(y):
@@ -276,22 +369,32 @@ def _key(c, r, s, e):
     ae = r.end
     os_ = r.expect(as_, ae, der.OID)
     oe = r.end
+    der.check_oid(mv, os_, oe)
     bs = r.expect(ae, e, der.BIT_STRING)
     be = r.end
     if be != e:
         raise DERError("bytes after the public key at offset %d" % be)
-    if bs >= be or mv[bs] > 7:
-        raise DERError("bad BIT STRING at offset %d" % bs)
+    der.check_bits(mv, bs, be)
     c.key_bits = None
     c.curve = None
     if der.equals(mv, os_, oe, _RSA):
         c.key_type = "RSA"
+        if not (ae - oe == 2 and mv[oe] == der.NULL and mv[oe + 1] == 0):  # fast path: NULL (RFC 3279 2.3.1)
+            r.walk(oe, ae)
+        if mv[bs]:
+            raise DERError("RSA key BIT STRING with unused bits at offset %d" % bs)
         # RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
         rs = r.expect(bs + 1, be, der.SEQUENCE)
         re_ = r.end
+        if re_ != be:
+            raise DERError("bytes after the RSA key at offset %d" % re_)
         ms = r.expect(rs, re_, der.INTEGER)
         me = r.end
-        r.expect(me, re_, der.INTEGER)
+        der.check_int(mv, ms, me)
+        xs = r.expect(me, re_, der.INTEGER)
+        der.check_int(mv, xs, r.end)
+        if r.end != re_:
+            raise DERError("bytes after the RSA exponent at offset %d" % r.end)
         while ms < me and mv[ms] == 0:
             ms += 1
         bits = (me - ms) * 8
@@ -305,6 +408,9 @@ def _key(c, r, s, e):
         c.key_type = "EC"
         ps = r.expect(oe, ae, der.OID)  # namedCurve (RFC 5480)
         pe = r.end
+        der.check_oid(mv, ps, pe)
+        if pe != ae:
+            raise DERError("bytes after the curve at offset %d" % pe)
         for oid, name, bits in _CURVES:
             if der.equals(mv, ps, pe, oid):
                 c.curve = name
@@ -312,12 +418,14 @@ def _key(c, r, s, e):
                 break
         else:
             c.curve = der.oid_text(mv, ps, pe)
-    elif der.equals(mv, os_, oe, _ED25519):
-        c.key_type = "Ed25519"
-    elif der.equals(mv, os_, oe, _ED448):
-        c.key_type = "Ed448"
     else:
-        c.key_type = der.oid_text(mv, os_, oe)
+        r.walk(oe, ae)
+        if der.equals(mv, os_, oe, _ED25519):
+            c.key_type = "Ed25519"
+        elif der.equals(mv, os_, oe, _ED448):
+            c.key_type = "Ed448"
+        else:
+            c.key_type = der.oid_text(mv, os_, oe)
 
 
 # ---- times -----------------------------------------------------------------
@@ -342,93 +450,144 @@ def room(holder, total):
     return st if len(st) == total else memoryview(st)[:total]
 
 
-def _ders(mv):
-    # one or several DER certificates back to back in a buffer
+def _tiles(r, n):
+    # None when r.buf[:n] is DER SEQUENCEs back to back that fill it
+    # exactly (headers only), else the DERError saying where not
     p = 0
-    n = len(mv)
-    r = der.Reader(mv)
-    while p < n:
-        r.read(p, n)
-        yield mv[p:r.end]
-        p = r.end
+    try:
+        while p < n:
+            r.read(p, n)
+            if r.tag != der.SEQUENCE:
+                raise DERError("expected SEQUENCE at offset %d, found tag 0x%02x" % (p, r.tag))
+            p = r.end
+    except DERError as e:
+        return e
+    return None
+
+
+def _bom(b, n):
+    # a UTF-8 byte order mark at the start (some Windows editors write one)
+    return n >= 3 and b[0] == 0xEF and b[1] == 0xBB and b[2] == 0xBF
 
 
 def iter_certs(data):
     """Each Certificate in `data` (bytes, bytearray, memoryview or str):
-    one or several DER certificates back to back, or PEM text with one or
-    several CERTIFICATE blocks (other blocks, e.g. a private key, and text
-    outside blocks are skipped). A generator: one certificate at a time.
-    Raises DERError (a ValueError) at the first bad one, or when there is
-    none.
+    one or several DER certificates back to back, or PEM text (RFC 7468)
+    with one or several CERTIFICATE blocks (also OpenSSL's X509
+    CERTIFICATE and TRUSTED CERTIFICATE: the certificate is read, the
+    trust settings after it are checked as DER and ignored). Other blocks
+    (a private key) and text outside blocks are skipped; a UTF-8 byte
+    order mark before PEM is skipped. The input is DER when it starts
+    with a SEQUENCE and such SEQUENCEs fill it exactly; otherwise PEM,
+    and when it has no BEGIN line at all the DER error is the answer.
+    A generator: one certificate at a time. Raises DERError (a
+    ValueError) at the first bad one, or when there is none. Reads the
+    same as iter_file() would from a file with these bytes.
     """
     if isinstance(data, str):
         data = data.encode()
     mv = data if isinstance(data, memoryview) else memoryview(data)
-    if len(mv) and mv[0] == der.SEQUENCE:
-        for c in _ders(mv):
-            yield parse(c)
-    else:
-        from . import pem
-        for buf in pem.blocks(pem.BufLines(mv)):
-            c = parse(buf)
-            buf = None
-            yield c
+    n = len(mv)
+    if not n:
+        raise DERError("empty input")
+    derr = None
+    if mv[0] == der.SEQUENCE:
+        r = der.Reader(mv)
+        derr = _tiles(r, n)
+        if derr is None:
+            p = 0
+            while p < n:
+                r.read(p, n)
+                e = r.end
+                yield parse(mv[p:e])
+                p = e
+            return
+    from . import pem
+    for buf in pem.blocks(pem.BufLines(mv[3:] if _bom(mv, n) else mv), derr):
+        c = parse(buf)
+        buf = None
+        yield c
 
 
 def iter_file(path):
-    """Each Certificate in the file at `path` (DER or PEM as iter_certs()
-    takes), read so that only one certificate's bytes are in RAM at a
-    time (plus a 128-byte line buffer for PEM). Raises OSError when the
-    file cannot be read, DERError (a ValueError) for content that is not
-    certificates.
+    """Each Certificate in the file at `path` (DER or PEM, decided as
+    iter_certs() decides), read so that only one certificate's bytes are
+    in RAM at a time (plus a 129-byte line buffer for PEM). Raises
+    OSError when the file cannot be read, DERError (a ValueError) for
+    content that is not certificates: the same answer and the same
+    message iter_certs() gives for the file's bytes.
     """
     with open(path, "rb") as f:
         size = f.seek(0, 2)
+        if not size:
+            raise DERError("empty input")
         f.seek(0)
         head = bytearray(6)
         k = f.readinto(head)
-        if not k:
-            raise DERError("empty file")
-        if head[0] != der.SEQUENCE:
-            f.seek(0)
-            head = None
-            from . import pem
-            for buf in pem.blocks(pem.FileLines(f, size)):
-                c = parse(buf)
-                buf = None
-                yield c
-            return
-        r = der.Reader(head)
-        pos = 0
-        hold = _Holder()
-        while True:
-            r.header(0, k)
-            total = r.end
-            if total > size - pos:
-                raise DERError("length %d at offset %d runs past the end (%d bytes left)" % (r.length, pos + 1, size - pos - r.start))
-            buf = room(hold, total)
-            n = min(k, total)
-            for i in range(n):
-                buf[i] = head[i]
-            if n < k:
-                f.seek(pos + total)
-            elif total > n:
-                mv = buf if isinstance(buf, memoryview) else memoryview(buf)
-                while n < total:
-                    got = f.readinto(mv[n:])
-                    if not got:
-                        raise DERError("file shrank while reading at offset %d" % (pos + n))
-                    n += got
-                mv = None
+        derr = None
+        if head[0] == der.SEQUENCE:
+            r = der.Reader(head)
+            derr = _file_tiles(f, size, head, r)
+            if derr is None:
+                for c in _file_ders(f, size, head, r):
+                    yield c
+                return
+        start = 3 if _bom(head, k) else 0
+        head = None
+        from . import pem
+        for buf in pem.blocks(pem.FileLines(f, start), derr):
             c = parse(buf)
             buf = None
             yield c
-            pos += total
-            if pos >= size:
-                return
-            k = f.readinto(head)
-            if not k:
-                return
+
+
+def _file_header(f, size, pos, head, r):
+    # the SEQUENCE header at file offset pos, read into head (6 bytes: the
+    # longest header allowed), checked as _tiles() checks it in a buffer
+    # (same order, same messages, the file's offsets). Returns the
+    # element's total length.
+    f.seek(pos)
+    k = f.readinto(head) or 0
+    r.base = pos
+    r.header(0, k)
+    if r.end > size - pos:
+        raise DERError("length %d at offset %d runs past the end (%d bytes left)"
+                       % (r.length, pos + 1, size - pos - r.start))
+    if r.tag != der.SEQUENCE:
+        raise DERError("expected SEQUENCE at offset %d, found tag 0x%02x" % (pos, r.tag))
+    return r.end
+
+
+def _file_tiles(f, size, head, r):
+    # _tiles() for a file, one header at a time
+    pos = 0
+    try:
+        while pos < size:
+            pos += _file_header(f, size, pos, head, r)
+    except DERError as e:
+        return e
+    return None
+
+
+def _file_ders(f, size, head, r):
+    pos = 0
+    hold = _Holder()
+    while pos < size:
+        total = _file_header(f, size, pos, head, r)
+        buf = room(hold, total)
+        mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+        f.seek(pos)
+        n = 0
+        while n < total:
+            got = f.readinto(mv[n:])
+            if not got:
+                raise DERError("file changed while reading at offset %d" % (pos + n))
+            n += got
+        mv = None
+        c = parse(buf)
+        buf = None
+        yield c
+        pos += total
 
 
 class _Holder:

@@ -222,7 +222,7 @@ def test_malformed_pem_is_refused_with_a_reason():
         (good.replace(lines[1], lines[1][:8]), None),
         (b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", "PEM line 2: empty CERTIFICATE block"),
         (b"hello\n", "neither DER nor a PEM CERTIFICATE block"),
-        (b"", "neither DER nor a PEM CERTIFICATE block"),
+        (b"", "empty input"),
         (good.replace(b"-----END CERTIFICATE-----", b"-----END CERTIFICATE----"), "PEM line 15: expected -----END CERTIFICATE-----"),
         (b"-----BEGIN PRIVATE KEY-----\nAAAA\n", "PEM: no -----END PRIVATE KEY----- line"),
         (b"-----BEGIN CERT\n", "PEM line 1: malformed BEGIN line"),
@@ -243,7 +243,7 @@ def test_pem_with_a_huge_claimed_length_allocates_nothing_proportional():
     gc.collect()
     before = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
     e = raises(der.DERError, lambda: list(x509.iter_certs(text)))
-    assert str(e) == "PEM: DER length 2147483653 runs past the end (the input holds at most 37 bytes)"
+    assert str(e) == "length 2147483647 at offset 1 runs past the end (2 bytes left)"
     if hasattr(gc, "mem_alloc"):
         assert gc.mem_alloc() - before < 4096
 
@@ -261,13 +261,13 @@ def test_der_file_with_a_huge_claimed_length_is_refused():
         f.write(_read("leaf.der") + b"\x30")
     try:
         e = raises(der.DERError, lambda: list(x509.iter_file(path)))
-        assert str(e) == "truncated: no length at offset 1"
+        assert str(e) == "truncated: no length at offset 584"  # the file's offset (the 0x30 is at 583)
     finally:
         _rm(path)
     with open(path, "wb") as f:
         pass
     try:
-        assert str(raises(der.DERError, lambda: list(x509.iter_file(path)))) == "empty file"
+        assert str(raises(der.DERError, lambda: list(x509.iter_file(path)))) == "empty input"
     finally:
         _rm(path)
 
