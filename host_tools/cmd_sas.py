@@ -129,7 +129,7 @@ def inspect(token, key=None, now=None):
         except ValueError as e:
             raise UsageError("--key: %s" % e)
     t = sas.parse(token)
-    se = int(t.se)
+    se = sas.se_value(t.se)
     expired = sas.expired(t.se, now)
     sig = "not_checked" if kb is None else ("valid" if sas.verify(t, kb) else "invalid")
     return {

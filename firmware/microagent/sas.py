@@ -8,7 +8,7 @@
 # the same way. Error messages never contain the key, sig or token text.
 import binascii
 
-from . import platform
+from . import platform, utf8
 from .hmacsha import equal, hmac_sha256
 
 PREFIX = "SharedAccessSignature "
@@ -24,14 +24,15 @@ class Token:
     percent-decoded, e.g. "hub.azure-devices.net/devices/dev-01"; hub,
     device, module: parts of resource (device and module None when absent);
     se: the se digits exactly as in the token (what is signed); sig: the
-    decoded signature (32 bytes); policy: skn, or None when absent or empty.
+    decoded signature (32 bytes); policy: skn percent-decoded, or None
+    when absent or empty.
     """
 
     def __init__(self, sr, se, sig, policy):
         self.sr = sr
         self.se = se
         self.sig = sig
-        self.policy = policy
+        self.policy = unquote(policy, "skn") if policy else None
         self.resource = unquote(sr, "sr")
         r = self.resource
         i = r.find("/")
@@ -62,7 +63,10 @@ def parse(token):
     token: str "SharedAccessSignature sr=...&sig=...&se=...[&skn=...]",
     fields in any order, each at most once; an empty skn counts as absent.
     sr must be non-empty, se 1 to 20 decimal digits, sig the percent-encoded
-    base64 of 32 bytes (percent-decoding only: '+' stays '+').
+    canonical base64 of 32 bytes (percent-decoding only: '+' stays '+';
+    the bits after the last byte zero: IoT Hub compares sig as text, so a
+    sig that only decodes to the right bytes is refused). sr and skn must
+    be strict UTF-8 once percent-decoded (utf8.bad()).
     Returns a Token. Raises ValueError saying what is wrong (an unknown or
     repeated field, a missing or empty one, a bad percent-escape, base64 or
     length); the message never quotes the token's values.
@@ -98,7 +102,7 @@ def parse(token):
             raise ValueError("se must be decimal digits (UTC seconds since 1970)")
     if len(_digits(se)) > MAX_SE_DIGITS:
         raise ValueError("se has more than %d digits" % MAX_SE_DIGITS)
-    sig = b64decode(unquote(vals[1], "sig"), "sig")
+    sig = b64decode(unquote(vals[1], "sig"), "sig", True)
     if len(sig) != SIG_BYTES:
         raise ValueError("sig is %d bytes, an HMAC-SHA256 is %d" % (len(sig), SIG_BYTES))
     return Token(vals[0], se, sig, vals[3] or None)
@@ -117,7 +121,8 @@ def unquote(text, what="value"):
     """Percent-decode str `text` (RFC 3986 s2.1; '+' is NOT a space) and
     return the UTF-8 text. `what` names the field in errors. Raises
     ValueError for a '%' not followed by two hex digits, or bytes that are
-    not UTF-8."""
+    not strict UTF-8 (RFC 3629: no overlong forms, surrogates or code
+    points above U+10FFFF, refused alike on CPython and MicroPython)."""
     if "%" not in text:
         return text
     b = text.encode()
@@ -136,17 +141,28 @@ def unquote(text, what="value"):
         else:
             i += 1
         out.append(c)
-    try:
-        return str(out, "utf-8")
-    except Exception:
+    if utf8.bad(out, 0, len(out)) >= 0:
         raise ValueError("%s is not UTF-8 after percent-decoding" % what)
+    return str(out, "utf-8")
 
 
-def b64decode(text, what="value"):
+def _b64val(c):
+    if "A" <= c <= "Z":
+        return ord(c) - 65
+    if "a" <= c <= "z":
+        return ord(c) - 71
+    if "0" <= c <= "9":
+        return ord(c) + 4
+    return 62 if c == "+" else 63
+
+
+def b64decode(text, what="value", canonical=False):
     """Decode standard base64 (RFC 4648 s4) strictly: length a multiple of
     4, only A-Z a-z 0-9 + /, '=' only as the last one or two characters
-    (binascii.a2b_base64 would skip anything else silently). `what` names
-    the field in errors. Returns bytes; raises ValueError."""
+    (binascii.a2b_base64 would skip anything else silently). canonical:
+    also require the bits after the last byte to be zero (RFC 4648 s3.5),
+    so that only one text decodes to the bytes. `what` names the field in
+    errors. Returns bytes; raises ValueError."""
     n = len(text)
     if n == 0 or n % 4:
         raise ValueError("%s is not base64: length %d is not a multiple of 4" % (what, n))
@@ -156,12 +172,18 @@ def b64decode(text, what="value"):
             if c == "=" and (i == n - 1 or (i == n - 2 and text[n - 1] == "=")):
                 continue
             raise ValueError("%s is not base64 (character %d)" % (what, i))
+    if canonical and text[n - 1] == "=":
+        k = n - 3 if text[n - 2] == "=" else n - 2
+        if _b64val(text[k]) & (15 if k == n - 3 else 3):
+            raise ValueError("%s is not canonical base64 (character %d leaves bits after the last byte)" % (what, k))
     return binascii.a2b_base64(text)
 
 
 def decode_key(text):
     """The key bytes of a base64 key (a device's or policy's primary or
-    secondary key, as IoT Hub shows it). Raises ValueError."""
+    secondary key, as IoT Hub shows it). Strict base64, but bits after
+    the last byte are not refused: the key is only ever used as bytes,
+    never compared as text. Raises ValueError."""
     if not isinstance(text, str):
         raise ValueError("key must be base64 text")
     return b64decode(text, "key")
@@ -185,6 +207,13 @@ def _digits(s):
     while i < len(s) - 1 and s[i] == "0":
         i += 1
     return s[i:] if i else s
+
+
+def se_value(se):
+    """Token.se (decimal text, at most 20 significant digits after
+    parse()) as an int: leading zeros are dropped first, so no se makes
+    a long int() conversion."""
+    return int(_digits(se))
 
 
 def expired(se, now):

@@ -3,6 +3,8 @@
 # build without credential checks simply leaves it out.
 from . import sas
 
+PENDING = 4  # tokens kept for a verdict while the clock is not set
+
 
 def check(agent, token):
     """Check one SAS token the device uses, for `agent` (an Agent).
@@ -14,8 +16,9 @@ def check(agent, token):
     agent_error (operation "check_sas", error saying what is wrong).
     Details never contain the key, sig or token. While the clock is not
     set the expiry verdict waits (agent.utc_if_set() reports
-    clock_not_set) and is given by the agent's checks once it is set; only
-    the last such token's resource and se are kept.
+    clock_not_set) and is given by the agent's checks once it is set, for
+    each of the last PENDING distinct tokens (their resource and se only)
+    checked meanwhile.
     """
     try:
         t = sas.parse(token)
@@ -25,30 +28,46 @@ def check(agent, token):
         return
     now = agent.utc_if_set()
     if now is None:
-        agent._sas_pending = (t.resource, t.se)
-        if _pending not in agent.checks:
-            agent.checks.append(_pending)
+        _hold(agent, t.resource, t.se)
     else:
-        agent._sas_pending = None
         _expiry(agent, t.resource, t.se, now)
     key = agent.cfg.sas_key if agent.cfg is not None else None
     if key and not sas.verify(t, sas.decode_key(key)):
         agent.report("sas_token_invalid_signature", (("resource", t.resource),))
 
 
+def _hold(agent, resource, se):
+    # keep (resource, se) for a verdict once the clock is set: the last
+    # PENDING distinct ones, oldest dropped first
+    p = getattr(agent, "_sas_pending", None)
+    if p is None:
+        p = agent._sas_pending = []
+    for i in range(len(p)):
+        if p[i][0] == resource and p[i][1] == se:
+            p.pop(i)
+            break
+    else:
+        if len(p) >= PENDING:
+            p.pop(0)
+    p.append((resource, se))
+    if _pending not in agent.checks:
+        agent.checks.append(_pending)
+
+
 def _expiry(agent, resource, se, now):
     if sas.expired(se, now):
-        agent.report("sas_token_expired", (("resource", resource), ("expiry", sas.iso8601(int(se)))))
+        agent.report("sas_token_expired", (("resource", resource), ("expiry", sas.iso8601(sas.se_value(se)))))
 
 
 def _pending(agent):
-    # in agent.checks: gives the verdict a token got none for while the
-    # device clock was not set, as soon as it is set
+    # in agent.checks: gives the verdicts tokens got none for while the
+    # device clock was not set, as soon as it is set (in the order seen)
     p = getattr(agent, "_sas_pending", None)
-    if p is None:
+    if not p:
         return
     now = agent.utc_if_set()
     if now is None:
         return
     agent._sas_pending = None
-    _expiry(agent, p[0], p[1], now)
+    for resource, se in p:
+        _expiry(agent, resource, se, now)

@@ -227,3 +227,44 @@ def test_iso8601():
     assert sas.iso8601(253402300799) == "9999-12-31T23:59:59Z"
     assert sas.iso8601(253402300800) == "+10000-01-01T00:00:00Z"
     assert sas.iso8601(99999999999999999999) == "+3168873852651-02-22T09:46:39Z"
+
+
+def test_sig_must_be_canonical_base64():
+    # IoT Hub compares sig as text: ...BVh= decodes to the same bytes as
+    # ...BVg= (the bits after the last byte differ) and must be refused
+    bad = TOK_ENC.replace("BVg%3D", "BVh%3D")
+    assert sas.parse(bad.replace("BVh", "BVg")).sig == sas.parse(TOK_ENC).sig
+    e = raises(ValueError, sas.parse, bad)
+    assert str(e) == "sig is not canonical base64 (character 42 leaves bits after the last byte)"
+    for last in "hijklmnopqrstuvwxyz0123456789+/BCDEFGHIJKLMNOPQRSTUVWXYZabcdef":
+        tok = TOK_ENC.replace("BVg%3D", "BV" + last.replace("+", "%2B").replace("/", "%2F") + "%3D")
+        if "AEIMQUYcgkosw048".find(last) >= 0:
+            sas.parse(tok)
+        else:
+            raises(ValueError, sas.parse, tok)
+    assert sas.b64decode("QQ==", "x", True) == b"A"
+    assert str(raises(ValueError, sas.b64decode, "QR==", "x", True)) == \
+        "x is not canonical base64 (character 1 leaves bits after the last byte)"
+    assert sas.b64decode("QUI=", "x", True) == b"AB"
+    assert str(raises(ValueError, sas.b64decode, "QUJ=", "x", True)) == \
+        "x is not canonical base64 (character 2 leaves bits after the last byte)"
+    # the device key is only used as bytes: a non-canonical key text is read
+    assert sas.decode_key(KEY[:-2] + "V=") == sas.decode_key(KEY)
+
+
+def test_sr_and_skn_are_strict_utf8():
+    sig = "sig=" + "A" * 43 + "="
+    for sr in ("h%2Fdevices%2Fdev%C0%AF01", "h%2Fdevices%2F%ED%A0%80", "h%2Fdevices%2F%F4%90%80%80", "h%2Fdevices%2F%E2%82"):
+        e = raises(ValueError, sas.parse, _tok(["sr=" + sr, sig, "se=1"]))
+        assert str(e) == "sr is not UTF-8 after percent-decoding", sr
+    e = raises(ValueError, sas.parse, _tok(["sr=h", sig, "se=1", "skn=%C0%AF"]))
+    assert str(e) == "skn is not UTF-8 after percent-decoding"
+    t = sas.parse(_tok(["sr=h%2Fdevices%2FZ%C3%BCrich", sig, "se=1", "skn=my%20policy"]))
+    assert (t.device, t.policy) == ("Z\u00fcrich", "my policy")
+
+
+def test_se_value_drops_leading_zeros_first():
+    t = sas.parse(TOK_ENC.replace("se=1900000000", "se=" + "0" * 5000 + "1900000000"))
+    assert sas.se_value(t.se) == 1900000000
+    assert sas.se_value("0") == 0
+    assert sas.se_value("99999999999999999999") == 99999999999999999999

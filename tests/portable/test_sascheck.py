@@ -141,13 +141,56 @@ def test_signature_is_checked_while_the_clock_is_not_set():
                            ("sas_token_invalid_signature", 1, {"resource": RES})]
 
 
-def test_latest_pending_token_wins():
-    a, clk, out = _agent(utc=1500000000)
+def _tok(se, dev="dev-01"):
+    # a token without a valid signature (no key configured: expiry only)
+    return "SharedAccessSignature sr=contoso-hub.azure-devices.net%%2Fdevices%%2F%s&sig=%s&se=%s" % (dev, SIG_VALID, se)
+
+
+def _res(dev):
+    return "contoso-hub.azure-devices.net/devices/" + dev
+
+
+def test_pending_tokens_each_get_their_verdict():
+    # tokens checked while the clock was not set: the last 4 distinct ones
+    # get their verdict once it is set (a renewal does not hide that an
+    # expired token was used)
+    a, clk, out = _agent(key=None, utc=1500000000)
     a.check_sas(EXPIRED)
     a.check_sas(VALID)                   # renewed before the clock was set
+    a.check_sas(EXPIRED)                 # the same token again: kept once, now the latest
     clk.utc0 = BASE
     a.poll()
-    assert [b[0] for b in out.brief()] == ["clock_not_set"]
+    assert out.brief()[1:] == [("sas_token_expired", 1, {"resource": RES, "expiry": EXPIRED_ISO})]
+    a, clk, out = _agent(key=None, utc=1500000000)
+    for i in range(6):  # six distinct expired tokens: the first two are dropped
+        a.check_sas(_tok(1700000000 + i, "dev-%d" % i))
+    clk.utc0 = BASE
+    a.poll()
+    assert out.brief()[1:] == [
+        ("sas_token_expired", 1, {"resource": _res("dev-%d" % i), "expiry": "2023-11-14T22:13:2%dZ" % i}) for i in range(2, 6)]
+    clk.advance(120)
+    a.poll()                              # given once
+    assert len(out.brief()) == 5
+
+
+def test_se_with_many_leading_zeros():
+    # no int() of thousands of digits (CPython refuses past 4300)
+    a, clk, out = _agent(key=None)
+    a.check_sas(_tok("0" * 5000 + "1700000000"))
+    assert out.brief() == [("sas_token_expired", 1, {"resource": RES, "expiry": EXPIRED_ISO})]
+    assert a.stats["faults"] == 0
+
+
+def test_clock_lost_again_is_reported_at_once():
+    a, clk, out = _agent(key=None, utc=1500000000)
+    a.check_sas(VALID)
+    clk.utc0 = BASE
+    clk.advance(1)
+    a.check_sas(VALID)
+    clk.utc0 = 946684800 - 1             # the RTC reset again, inside the fold window
+    a.check_sas(VALID)
+    assert out.brief() == [("clock_not_set", 1, {"value": "2017-07-14T02:40:00Z", "min": "2024-01-01T00:00:00Z"}),
+                           ("clock_not_set", 1, {"value": "2000-01-01T00:00:00Z", "min": "2024-01-01T00:00:00Z"})]
 
 
 def test_mqtt_connect_password_is_checked():
