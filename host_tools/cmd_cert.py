@@ -101,6 +101,18 @@ def inspect_file(path):
     return list(x509.iter_file(path))
 
 
+def _reason(e):
+    # one line for a file that cannot be read or is not certificates; the
+    # reader's DERError messages quote no file content (docs/certificates.md),
+    # anything else is named by its class only
+    from microagent.der import DERError
+    if isinstance(e, OSError):
+        return "cannot read (%s)" % (e.strerror or type(e).__name__)
+    if isinstance(e, DERError):
+        return "not a certificate: %s" % e
+    return "not a certificate (%s)" % type(e).__name__
+
+
 def cmd_inspect(args):
     x509, platform = _fw()
     if args.now is not None:
@@ -116,10 +128,8 @@ def cmd_inspect(args):
     for path in args.files:
         try:
             certs = inspect_file(path)
-        except OSError as e:
-            reason = "cannot read (%s)" % (e.strerror or e)
-        except ValueError as e:
-            reason = "not a certificate: %s" % e
+        except Exception as e:  # never a traceback: one line, exit 2
+            reason = _reason(e)
         else:
             for i, c in enumerate(certs):
                 d = describe(c, now)

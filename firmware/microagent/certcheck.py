@@ -5,6 +5,7 @@
 import os
 
 from . import config, x509
+from .der import DERError
 
 STAT_EVERY_S = 5  # agent seconds between os.stat() looks at the files
 # a file is read again at a window end at least this often (agent seconds)
@@ -47,9 +48,10 @@ def _reason(e):
         return "cannot read (%s)" % (n,)
     if isinstance(e, MemoryError):
         return "too large for the heap"
-    if isinstance(e, ValueError):  # DERError and friends say it all
+    if isinstance(e, DERError):  # says it all, and never quotes key or certificate bytes
         return str(e)[:120]
-    return ("%s: %s" % (type(e).__name__, e))[:120]
+    # anything else might quote what it read: its class only
+    return "%s (details not shown)" % type(e).__name__
 
 
 def _times(agent):

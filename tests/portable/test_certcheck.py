@@ -285,3 +285,41 @@ def test_same_size_same_mtime_change_is_seen_within_reread_s():
         assert b[0][2]["actual"] == x509.read_file(path).sha1
     finally:
         _rm(path)
+
+
+def test_key_files_are_one_agent_error_that_quotes_no_key():
+    # a private key where a certificate is configured, in every layout the
+    # review fed in (one-line keys used to be quoted whole)
+    import keys
+    path = _tmp("key.pem")
+    try:
+        for pem in keys.KEYS:
+            for name, data in keys.forms(pem):
+                with open(path, "wb") as f:
+                    f.write(data)
+                a, clk, out = _agent("2026-06-01T00:00:00Z", [{"path": path}])
+                b = out.brief()
+                if name.startswith("one line") or name == "indented one line":
+                    assert b == [("agent_error", 1, {"operation": "certificate", "path": path,
+                                                     "error": "PEM line 1: malformed BEGIN line"})], (name, b)
+                else:
+                    assert len(b) == 1 and b[0][0] == "agent_error", (name, b)
+                for line in out.lines:
+                    assert keys.leak(pem, line) is None, (name, line)
+    finally:
+        _rm(path)
+
+
+def test_clock_lost_again_is_reported_at_once():
+    a, clk, out = _agent("2021-01-01T00:00:00Z", [{"path": fixture("leaf.pem")}])
+    assert out.brief() == [("clock_not_set", 1, {"value": "2021-01-01T00:00:00Z", "min": "2024-01-01T00:00:00Z"})]
+    clk.utc0 = _utc("2026-06-01T00:00:00Z")  # NTP
+    clk.advance(5)
+    a.poll()
+    clk.utc0 = _utc("2000-01-01T00:00:00Z") - 10  # lost again (a reset RTC), inside the fold window
+    clk.advance(5)
+    a.check_cert(_der("leaf.der"))
+    assert out.brief()[1:] == [("clock_not_set", 1, {"value": "2000-01-01T00:00:00Z", "min": "2024-01-01T00:00:00Z"})]
+    clk.advance(120)
+    a.poll()
+    assert len(out.brief()) == 2  # nothing folded behind it
