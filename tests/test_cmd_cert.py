@@ -108,3 +108,45 @@ def test_usage(capsys, argv):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
     assert e.value.code == 2
+
+
+def test_bounds_and_odd_files_are_one_line_never_a_traceback(capsys, tmp_path):
+    import sys
+    sys.path.insert(0, str(CERTS.parent))
+    try:
+        import test_x509_strict as strict
+    finally:
+        sys.path.remove(str(CERTS.parent))
+    files = {"bigserial.der": strict._with_serial(b"\x01" * 2001),       # 4800+ digits: CPython's int-str limit
+             "longoid.der": strict._with_key_oid(b"\x2b" + b"\xff" * 8000 + b"\x7f"),
+             "overlong.der": strict._with_cn(0x0C, b"dev\xc0\xaf01"),
+             "ffkey.pem": b"-----BEGIN \xffKEY-----\nAAAA\n-----END \xffKEY-----\n",
+             "empty.pem": b""}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "dir.pem").mkdir()
+    names = list(files) + ["dir.pem"]
+    rc, out, err = run(capsys, "cert", "inspect", *[str(tmp_path / n) for n in names])
+    assert (rc, out) == (2, "")
+    assert err.splitlines() == ["microagent cert: %s: %s" % (tmp_path / n, r) for n, r in (
+        ("bigserial.der", "not a certificate: serial number of 2001 octets at offset 17 (more than 64)"),
+        ("longoid.der", "not a certificate: OBJECT IDENTIFIER of 8002 octets at offset 144 (more than 63)"),
+        ("overlong.der", "not a certificate: UTF8String is not valid UTF-8 at offset 129"),
+        ("ffkey.pem", "not a certificate: PEM line 1: malformed BEGIN line"),
+        ("empty.pem", "not a certificate: empty input"),
+        ("dir.pem", "cannot read (Is a directory)"))]
+
+
+def test_serial_of_64_octets_is_shown(capsys, tmp_path):
+    import sys
+    sys.path.insert(0, str(CERTS.parent))
+    try:
+        import test_x509_strict as strict
+    finally:
+        sys.path.remove(str(CERTS.parent))
+    p = tmp_path / "s64.der"
+    p.write_bytes(strict._with_serial(b"\x7f" + b"\xff" * 63))
+    rc, out, err = run(capsys, "cert", "inspect", "--json", str(p))
+    assert rc == 0 and err == ""
+    row = json.loads(out)[0]
+    assert row["serial"] == str((1 << 511) - 1) and row["serial_hex"] == "7F" + "FF" * 63

@@ -170,3 +170,29 @@ def test_installed_command_reads_token_from_stdin():
                        cwd=str(cli.__file__).rsplit("/host_tools/", 1)[0])
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout.splitlines()[-1] == "  verdict:    VALID"
+
+
+def test_check_shows_skn_percent_decoded(capsys):
+    tok = TOK_ENC + "&skn=device%20policy%C3%A9"
+    rc, out, err = run(capsys, "sas", "check", tok, "--now", NOW)
+    assert rc == 0
+    assert out.splitlines()[4] == "  policy:     device policy\u00e9 (signed with this shared access policy's key)"
+
+
+@pytest.mark.parametrize("tok,msg", [
+    (TOK_ENC.replace("BVg%3D", "BVh%3D"), "sig is not canonical base64 (character 42 leaves bits after the last byte)"),
+    (TOK_ENC.replace("dev-01", "dev%C0%AF01"), "sr is not UTF-8 after percent-decoding"),
+    (TOK_ENC + "&skn=%ED%A0%80", "skn is not UTF-8 after percent-decoding"),
+])
+def test_check_refuses_what_iot_hub_would_read_differently(capsys, tok, msg):
+    rc, out, err = run(capsys, "sas", "check", tok, "--key", KEY, "--now", NOW)
+    assert (rc, out, err) == (2, "", "microagent sas check: cannot parse the token: %s\n" % msg)
+
+
+def test_check_se_with_thousands_of_leading_zeros(capsys):
+    # signed as written: not valid under KEY, but readable (CPython's int()
+    # refuses more than 4300 digits; the zeros are dropped first)
+    tok = TOK_ENC.replace("se=1900000000", "se=" + "0" * 5000 + "1900000000")
+    rc, out, err = run(capsys, "sas", "check", tok, "--now", NOW, "--json")
+    assert (rc, err) == (0, "")
+    assert json.loads(out)["expiry"] == "2030-03-17T17:46:40Z"
