@@ -114,3 +114,26 @@ def test_equals_in_place():
     assert not der.equals(b, 2, 6, b"\x55\x04\x03")
     assert not der.equals(b, 2, 5, b"\x55\x04\x04")
     assert der.equals(memoryview(b), 2, 5, b"\x55\x04\x03")
+
+
+def test_header_offsets_with_a_base():
+    # a file read a header at a time: messages give the file's offsets
+    r = der.Reader(_h("3080"))
+    r.base = 1000
+    assert str(raises(der.DERError, r.header, 0, 2)) == "indefinite length at offset 1001 (not DER)"
+    r = der.Reader(_h("30"))
+    r.base = 583
+    assert str(raises(der.DERError, r.header, 0, 1)) == "truncated: no length at offset 584"
+
+
+def test_check_helpers():
+    der.check_int(_h("00ff"), 0, 2)
+    der.check_bits(_h("0780"), 0, 2)
+    der.check_bits(_h("00"), 0, 1)
+    der.check_oid(_h("2a864886f70d010101"), 0, 9)
+    assert str(raises(der.DERError, der.check_int, _h("ff80"), 0, 2)) == "non-minimal INTEGER at offset 0"
+    assert str(raises(der.DERError, der.check_bits, _h("0781"), 0, 2)) == "BIT STRING at offset 0: unused bits not zero"
+    assert str(raises(der.DERError, der.check_bits, _h("01"), 0, 1)) == "bad BIT STRING at offset 0"
+    assert str(raises(der.DERError, der.check_oid, _h("2b" + "01" * 63), 0, 64)) == \
+        "OBJECT IDENTIFIER of 64 octets at offset 0 (more than 63)"
+    assert str(raises(der.DERError, der.check_oid, _h("2b8000"), 0, 3)) == "non-minimal OBJECT IDENTIFIER at offset 1"
