@@ -30,12 +30,19 @@ import os
 import sys
 
 import microagent
+from microagent import platform
 
 # An unset device clock starts here (2000-01-01T00:00:00Z, what an ESP32's
 # RTC reads after power-up) and runs on from there until a clock event.
 UNSET_UTC = 946684800
 CONFIG = "microagent.json"
-_DAY_MS = 86400000  # poll at least this often, as a board must (ticks wrap)
+# The longest step between two polls: a board's tick counter wraps at
+# 2**30 ms, and ticks_diff() measures at most 2**29 - 1 ms (6.2 days).
+STRIDE_MS = (1 << 29) - 1
+# stdin is read into one buffer of this size, allocated at start: a long
+# replay in a fragmented heap never needs a large free block for reading.
+# A line longer than this (a long MQTT topic) is joined from pieces.
+LINE_BUF = 512
 
 
 class VirtualClock:
@@ -96,6 +103,7 @@ class Replay:
         self.n = 0       # events handled
         self.f = None    # the file being written
         self.path = None
+        self.polls = 0   # agent polls made by advance() (tests count them)
 
     def start(self):
         self.agent = None
@@ -103,29 +111,49 @@ class Replay:
         self.t0 = self.clock.ms
         self.agent = microagent.start(self.config, self.clock, self.out)
 
+    def _next(self):
+        # virtual ms of the next poll a board would make, or -1: a window
+        # or fold end, the file watcher's look, the moment an unset clock
+        # reaches the floor by itself
+        a = self.agent
+        c = self.clock
+        nxt = -1
+        due = a.next_due()
+        if due >= 0:
+            nxt = self.t0 + due * 1000
+        if 0 <= self.poll_at and (nxt < 0 or self.poll_at < nxt):
+            nxt = self.poll_at
+        if c.time() < platform.CLOCK_FLOOR:
+            f = platform.CLOCK_FLOOR * 1000 - c.base
+            if nxt < 0 or f < nxt:
+                nxt = f
+        return nxt
+
     def advance(self, T):
         """Step the clock to T ms, polling the agent at every window end
-        (and fold end) on the way, so findings carry the window-end time."""
+        (and fold end) on the way, so findings carry the window-end time.
+        With nothing due the clock jumps to T, in steps of at most
+        STRIDE_MS (what a tick counter can measure): the polls are as many
+        as the window and fold ends on the way, plus one per 6.2 days."""
         c = self.clock
         a = self.agent
+        if a is None:
+            c.ms = T
+            return
         while True:
-            nxt = -1
-            due = a.next_due() if a is not None else -1
-            if due >= 0:
-                nxt = self.t0 + due * 1000
-            if 0 <= self.poll_at and (nxt < 0 or self.poll_at < nxt):
-                nxt = self.poll_at
+            nxt = self._next()
             if nxt < 0 or nxt > T:
-                if a is None or T - c.ms <= _DAY_MS:
+                if T - c.ms <= STRIDE_MS:
                     break
-                nxt = c.ms + _DAY_MS
-            elif nxt - c.ms > _DAY_MS:
-                nxt = c.ms + _DAY_MS
+                nxt = c.ms + STRIDE_MS
+            elif nxt - c.ms > STRIDE_MS:
+                nxt = c.ms + STRIDE_MS
             if nxt <= c.ms:  # never stand still
                 nxt = c.ms + 1
             if nxt >= self.poll_at:
                 self.poll_at = -1
             c.ms = nxt
+            self.polls += 1
             a.poll()
         c.ms = T
 
@@ -209,39 +237,52 @@ class Replay:
         else:
             raise ValueError("unknown event %r" % (ev,))
 
-    def run(self, src):
-        """Read lines from `src` until the end line or EOF. Returns the
-        number of events handled. A line longer than one read is joined
-        once, not grown read by read."""
-        rd = src.read
-        parts = []
+    def run(self, src, size=LINE_BUF):
+        """Read lines from the binary stream `src` until the end line or
+        EOF. Returns the number of events handled.
+
+        The lines are read into one buffer of `size` bytes allocated here
+        (readinto), so reading needs no free heap block larger than a
+        line. A line longer than the buffer is joined from its pieces:
+        memory for what it holds, never for a size it claims."""
+        buf = bytearray(size)
+        mv = memoryview(buf)
+        rd = src.readinto
+        s = 0      # buf[s:e] is read and not yet handled
+        e = 0
+        parts = None  # the earlier pieces of a line longer than the buffer
         while True:
-            c = rd(4096)
-            if not c:
+            if e == size:
+                if s == 0:  # a full buffer and no end of line: a long line
+                    if parts is None:
+                        parts = []
+                    parts.append(bytes(buf))
+                    e = 0
+                else:  # move the partial line to the front
+                    tail = bytes(mv[s:e])
+                    e -= s
+                    mv[0:e] = tail
+                    tail = None
+                    s = 0
+            n = rd(mv[e:])
+            if not n:
                 break
-            i = 0
-            if parts:
-                j = c.find(b"\n")
-                if j < 0:
-                    parts.append(c)
-                    continue
-                parts.append(c[:j])
-                line = b"".join(parts)
-                parts = []
+            i = buf.find(b"\n", e, e + n)
+            e += n
+            while i >= 0:
+                if parts is not None:
+                    parts.append(bytes(mv[s:i]))
+                    line = b"".join(parts)
+                    parts = None
+                else:
+                    line = bytes(mv[s:i])
+                s = i + 1
                 if not self.event(line):
                     return self.n
                 line = None
-                i = j + 1
-            while True:
-                j = c.find(b"\n", i)
-                if j < 0:
-                    break
-                if not self.event(c[i:j]):
-                    return self.n
-                i = j + 1
-            if i < len(c):
-                parts.append(c[i:])
-            c = None
+                i = buf.find(b"\n", s, e)
+            if s == e:
+                s = e = 0
         return self.n
 
 
