@@ -307,6 +307,7 @@ class Watch:
             self.sec = secmsg.SecurityMessages(agent, queue)
             agent.sinks.append(self.sec)
         self.app_cb = getattr(client, "cb", None)
+        self._has_cb = hasattr(client, "cb")   # umqtt.simple's callback attribute
         self._cb = self._on_message
         client.connect = self.connect
         client.subscribe = self.subscribe
@@ -355,16 +356,6 @@ class Watch:
             self.app_cb = cb
             self._set_cb(self._cb)
 
-    def _left(self):
-        # after a call into the client, normal or not (finally): the
-        # outermost call forgets the exceptions it saw pass
-        d = self._depth - 1
-        self._depth = d
-        if d <= 0:
-            self._depth = 0
-            self._handled = None
-            self._app_exc = None
-
     def connect(self, *args, **kw):
         c = self.client
         self.up = False
@@ -382,7 +373,7 @@ class Watch:
             self._fail(e, "connect")
             raise
         finally:
-            self._left()
+            self._depth -= 1
         self.up = True
         self._rl = -1
         self._after()
@@ -428,7 +419,7 @@ class Watch:
             self._fail(e, "subscribe")
             raise
         finally:
-            self._left()
+            self._depth -= 1
         self._after()
         return r
 
@@ -450,7 +441,7 @@ class Watch:
             self._fail(e, "publish")
             raise
         finally:
-            self._left()
+            self._depth -= 1
         if k == _D2C_KIND:
             self.counts[_D2C] += 1
             self.agent.count(_D2C)
@@ -459,7 +450,7 @@ class Watch:
         return r
 
     def wait_msg(self, *args):
-        if getattr(self.client, "cb", None) is not self._cb:
+        if self._has_cb and self.client.cb is not self._cb:
             self._rewrap()
         self._depth += 1
         try:
@@ -468,13 +459,13 @@ class Watch:
             self._fail(e, "receive")
             raise
         finally:
-            self._left()
+            self._depth -= 1
         if self._depth == 0 and self.up:
             self._after()
         return r
 
     def check_msg(self, *args):
-        if getattr(self.client, "cb", None) is not self._cb:
+        if self._has_cb and self.client.cb is not self._cb:
             self._rewrap()
         self._depth += 1
         try:
@@ -483,7 +474,7 @@ class Watch:
             self._fail(e, "receive")
             raise
         finally:
-            self._left()
+            self._depth -= 1
         self._after()
         return r
 
@@ -495,7 +486,7 @@ class Watch:
             self._fail(e, "ping")
             raise
         finally:
-            self._left()
+            self._depth -= 1
         self._after()
         return r
 
@@ -519,11 +510,15 @@ class Watch:
     def _fail(self, e, op):
         # an exception on its way to the app: the client's own failure is
         # counted or reported once (the same exception passes every nested
-        # wrapper); one the app's callback raised is the app's business
-        if e is self._handled or e is self._app_exc:
-            return
-        self._handled = e
-        self._failed(e, op)
+        # wrapper); one the app's callback raised is the app's business.
+        # The outermost call forgets both. (The nesting depth itself is
+        # kept by each wrapper's finally: right after Ctrl-C too.)
+        if e is not self._handled and e is not self._app_exc:
+            self._handled = e
+            self._failed(e, op)
+        if self._depth <= 1:
+            self._handled = None
+            self._app_exc = None
 
     def _failed(self, e, op):
         try:
