@@ -13,14 +13,19 @@ is constant in its length.
 
 Exit status: 0 when every scenario ran (and with --check, every
 expectation held); 1 when a scenario failed (an expectation, or the replay
-itself: a MemoryError under --heap is such a failure); 2 when a file
+itself: a MemoryError under --heap, or an agent that could not do its job -
+a configuration it could not load, a MemoryError it caught); 2 when a file
 cannot be read (bad JSON, unknown event, missing field, time going
-backwards... named FILE:LINE) — 2 wins over 1.
+backwards... named FILE:LINE) or --heap is not a heap size — 2 wins over 1.
+The micropython process never outlives the command: an exception, Ctrl-C
+or SIGTERM/SIGHUP kills it before the command exits.
 """
 import collections
 import json
 import os
 import re
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +46,21 @@ PROGRESS_BYTES = 1 << 20  # a progress bar on a terminal for files above this
 
 
 # ---- expectations -------------------------------------------------------
+def same(a, b):
+    """JSON equality as an expectation means it: true and false equal only
+    themselves (never 1 or 0, on either side); lists item by item; objects
+    key by key; 1 and 1.0 are the same number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, list) or isinstance(b, list):
+        return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+                and all(same(x, y) for x, y in zip(a, b)))
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(same(a[k], b[k]) for k in a))
+    return a == b
+
+
 def _diff(want, got, prefix, out):
     # keys of `want` that `got` lacks or holds differently (dicts key by key)
     for k, v in want.items():
@@ -49,7 +69,7 @@ def _diff(want, got, prefix, out):
             out.append("%s missing (expected %s)" % (name, json.dumps(v)))
         elif isinstance(v, dict) and isinstance(got[k], dict):
             _diff(v, got[k], name + ".", out)
-        elif got[k] != v or type(got[k]) is bool and type(v) is not bool:
+        elif not same(got[k], v):
             out.append("%s: got %s, expected %s" % (name, json.dumps(got[k]), json.dumps(v)))
     return out
 
@@ -59,6 +79,22 @@ def _matches(entry, finding):
         return False
     want = {k: v for k, v in entry.items() if k != "times"}
     return not _diff(want, finding, "", [])
+
+
+def finding_of(line):
+    """The decoded JSON of an ALERT/RECOMMENDATION console line ({} when it
+    is not JSON), or None for any other line."""
+    if line.startswith("ALERT "):
+        body = line[6:]
+    elif line.startswith("RECOMMENDATION "):
+        body = line[15:]
+    else:
+        return None
+    try:
+        f = json.loads(body)
+    except ValueError:
+        return {}
+    return f if isinstance(f, dict) else {}
 
 
 class Checker:
@@ -77,23 +113,14 @@ class Checker:
         self.near = [[] for _ in expect]   # first same-type lines that did not match
         self.unexpected = []
         self.n_unexpected = 0
-        self.memory_errors = []
 
-    def feed(self, line):
-        """One console line (without newline)."""
-        if line.startswith("ALERT "):
-            body = line[6:]
-        elif line.startswith("RECOMMENDATION "):
-            body = line[15:]
-        else:
+    def feed(self, line, f=False):
+        """One console line (without newline); f: its finding_of() when
+        the caller has it."""
+        if f is False:
+            f = finding_of(line)
+        if f is None:
             return
-        try:
-            f = json.loads(body)
-        except ValueError:
-            f = {}
-        if f.get("type") == "agent_error" and str(f.get("details", {}).get("error", "")).startswith("MemoryError"):
-            if len(self.memory_errors) < KEEP:
-                self.memory_errors.append(line)
         hit = False
         for i, e in enumerate(self.expect):
             if _matches(e, f):
@@ -124,6 +151,60 @@ class Checker:
             out.append({"kind": "unexpected", "line": line})
         if self.n_unexpected > len(self.unexpected):
             out.append({"kind": "more_unexpected", "count": self.n_unexpected - len(self.unexpected)})
+        return out
+
+
+CONFIG_ERROR = "microagent: config error:"
+_HEAP_WORDS = re.compile(r"MemoryError|memory allocation failed|\bheap\b", re.I)
+
+
+def is_memory_error(f):
+    """True for an agent_error finding (decoded) whose error is a
+    MemoryError however the agent worded it: the exception's name, the
+    port's "memory allocation failed", or a heap that was too small
+    ("too large for the heap")."""
+    d = f.get("details")
+    err = d.get("error") if isinstance(d, dict) else None
+    return f.get("type") == "agent_error" and isinstance(err, str) and bool(_HEAP_WORDS.search(err))
+
+
+class Health:
+    """Whether the agent could do its job, from its console lines: a
+    "microagent: config error:" line (at the start or after a reboot: the
+    agent then runs without rules) or an agent_error finding that is a
+    MemoryError fails the scenario, with or without --check - unless an
+    entry of the header's `expect` matches that agent_error line (then
+    it is what the scenario tests). Keeps at most KEEP lines."""
+
+    def __init__(self, expect):
+        self.expect = [e for e in expect if e.get("type") == "agent_error"]
+        self.lines = []   # (kind, line)
+        self.count = 0
+
+    def feed(self, line, f):
+        if f is None:
+            if not line.startswith(CONFIG_ERROR):
+                return
+            kind = "config"
+        elif is_memory_error(f) and not any(_matches(e, f) for e in self.expect):
+            kind = "memory"
+        else:
+            return
+        self.count += 1
+        if len(self.lines) < KEEP:
+            self.lines.append((kind, line))
+
+    def problems(self, heap):
+        """The problems (kind "error") of the lines seen."""
+        out = []
+        for kind, line in self.lines:
+            if kind == "config":
+                why = "the agent could not load its configuration and ran without rules"
+            else:
+                why = "MemoryError inside the agent (heap %s)" % (heap or "default")
+            out.append({"kind": "error", "error": "%s: %s" % (why, line)})
+        if self.count > len(self.lines):
+            out.append({"kind": "error", "error": "... and %d more such lines" % (self.count - len(self.lines))})
         return out
 
 
@@ -188,7 +269,9 @@ def _encode(ev):
     return "%d\tJ\t%s\n" % (ms, json.dumps(d))
 
 
-FILE_CHUNK = 512  # bytes per line of a file's content (the runner's memory per line)
+# bytes of a file's content per line: a line of 2 * 192 hex digits fits
+# the runner's 512-byte read buffer (longer lines work, joined from pieces)
+FILE_CHUNK = 192
 
 
 def _file_lines(ms, path, text, der_hex):
@@ -205,7 +288,8 @@ class Result:
     """What one scenario did. status: "done" (ran to its end), "failed"
     (the replay itself failed: error says why) or "unreadable" (error is
     'FILE:LINE: reason'); events, lines, findings: counts; checker:
-    Checker or None; heap: the heap size used."""
+    Checker or None; health: Health (config errors and MemoryErrors the
+    agent printed); heap: the heap size used."""
 
     def __init__(self, path):
         self.path = path
@@ -216,24 +300,22 @@ class Result:
         self.lines = 0
         self.findings = 0
         self.checker = None
+        self.health = Health([])
         self.heap = None
 
     def problems(self):
-        out = []
         if self.status == "failed":
             # the expectations of a replay that did not finish say nothing
             return [{"kind": "error", "error": self.error}]
+        out = self.health.problems(self.heap)
         if self.checker is not None:
-            if self.checker.memory_errors and self.status != "failed":
-                out.append({"kind": "error", "error": "MemoryError inside the agent (heap %s): %s" % (
-                    self.heap or "default", self.checker.memory_errors[0])})
             out.extend(self.checker.problems())
         return out
 
     def ok(self, check):
-        if self.status != "done":
-            return False
-        if self.checker is not None and self.checker.memory_errors:
+        """True when the scenario ran to its end, the agent could do its
+        job, and (check) every expectation held."""
+        if self.status != "done" or self.health.count:
             return False
         return not (check and self.checker is not None and self.checker.problems())
 
@@ -257,7 +339,9 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
     port's default); lib: staged firmware (unixport.stage()); on_line(line)
     is called with each console line as it comes (from a reader thread);
     check: compare with the header's expectations. Returns a Result; never
-    raises for a bad file (status "unreadable").
+    raises for a bad file (status "unreadable"). Whatever ends it (an
+    exception, KeyboardInterrupt, Terminated), the micropython process is
+    dead when this returns or raises.
     """
     res = Result(str(path))
     res.heap = heap
@@ -269,6 +353,7 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
     with sc:
         h = sc.header
         res.name = h.name
+        res.health = Health(h.expect)
         if check:
             res.checker = Checker(h.expect, h.exact)
         lib = lib or unixport.stage()
@@ -286,10 +371,12 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
                         status["last"] = line[8:]
                         continue
                     res.lines += 1
-                    if line.startswith("ALERT ") or line.startswith("RECOMMENDATION "):
+                    f = finding_of(line)
+                    if f is not None:
                         res.findings += 1
+                    res.health.feed(line, f)
                     if res.checker is not None:
-                        res.checker.feed(line)
+                        res.checker.feed(line, f)
                     if on_line is not None:
                         on_line(line)
 
@@ -302,21 +389,27 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
                 t.start()
             bar = None
             try:
-                bar = _progress(path, os.path.getsize(path))
-                _feed(sc, proc.stdin, bar)
-            except ScenarioError as e:
-                res.status, res.error = "unreadable", str(e)
-                proc.kill()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the runner stopped early: its last words say why
-            finally:
-                if bar is not None:
-                    bar.stop()
+                try:
+                    bar = _progress(path, os.path.getsize(path))
+                    _feed(sc, proc.stdin, bar)
+                except ScenarioError as e:
+                    res.status, res.error = "unreadable", str(e)
+                    proc.kill()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the runner stopped early: its last words say why
+                finally:
+                    if bar is not None:
+                        bar.stop()
                 try:
                     proc.stdin.close()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 proc.wait()
+            except BaseException:
+                # an exception, Ctrl-C, SIGTERM: the runner must not outlive us
+                _kill(proc)
+                raise
+            finally:
                 for t in threads:
                     t.join()
             if res.status == "unreadable":
@@ -337,6 +430,22 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
                 if tail and last.startswith("error ") and not last[6:].startswith("MemoryError"):
                     res.error += " | " + " | ".join(list(tail)[-3:])
     return res
+
+
+def _kill(proc):
+    # kill the runner and reap it, even when interrupted again meanwhile
+    while True:
+        try:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            return
+        except BaseException:
+            continue
 
 
 def _feed(sc, pipe, bar):
@@ -367,17 +476,72 @@ def _plural(n, word):
     return "%d %s%s" % (n, word, "" if n == 1 else "s")
 
 
+HEAP_MIN = 4 << 10   # bytes: below this the agent cannot even load
+HEAP_MAX = 1 << 30   # bytes: far above any board
+_HEAP = re.compile(r"([1-9][0-9]{0,9})(w?)([kKmM]?)")
+
+
+def parse_heap(text):
+    """A --heap value as micropython's -X heapsize takes it: decimal digits
+    (no leading zero: the port reads 010 as octal), then `w` (words: a
+    32-bit board's size, doubled on this 64-bit port), then K or M; or
+    "none" (the port's default). Returns the text, or None for "none".
+    Raises ValueError saying why, for other forms and for sizes outside
+    HEAP_MIN..HEAP_MAX bytes."""
+    if text == "none":
+        return None
+    m = _HEAP.fullmatch(text)
+    if not m:
+        raise ValueError("not a micropython heap size: digits, an optional w (words), an optional K or M "
+                         "(e.g. 64wK, 256K, 1M; or none)")
+    n = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20}[m.group(3).lower()]
+    if m.group(2):
+        n = n * struct.calcsize("P") // 4  # the port scales words from a 32-bit board's
+    if not HEAP_MIN <= n <= HEAP_MAX:
+        raise ValueError("%d bytes is outside 4K..1G" % n)
+    return text
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (signum): the replay stops, its
+    micropython process is killed."""
+
+    def __init__(self, signum):
+        BaseException.__init__(self, signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
 def cmd_replay(args):
-    if args.heap not in ("none", "0", "") and not re.fullmatch(r"[0-9]+w?[kKmM]?", args.heap):
-        print("microagent replay: --heap %s: not a micropython heap size (e.g. 64wK, 256K, 1M, none)" % args.heap,
-              file=sys.stderr)
+    try:
+        heap = parse_heap(args.heap)
+    except ValueError as e:
+        print("microagent replay: --heap %s: %s" % (args.heap, e), file=sys.stderr)
         return 2
     try:
         lib = unixport.stage()
     except (RuntimeError, FileNotFoundError) as e:
         print("microagent: %s" % e, file=sys.stderr)
         return 2
-    heap = None if args.heap in ("none", "0", "") else args.heap
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, _terminate)
+    try:
+        return _replay_all(args, heap, lib)
+    except Terminated as e:
+        sys.stdout.flush()
+        print("microagent replay: stopped by %s" % signal.Signals(e.signum).name, file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _replay_all(args, heap, lib):
     out = sys.stdout
     lock = threading.Lock()
     many = len(args.files) > 1

@@ -7,8 +7,10 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -175,7 +177,7 @@ GOOD = [{"t": 1, "event": "mqtt_message", "topic": C2D}]
     (['{"t": 1}'], 2, 'missing field "event"'),
     (['{"event": "reboot"}'], 2, 'reboot: missing field "t"'),
     (['{"t": 5, "event": "reboot"}', '', '{"t": 4.5, "event": "reboot"}'], 4, "time goes backwards: t=4.5 after t=5"),
-    (['{"t": -1, "event": "reboot"}'], 2, "t must be a number of seconds >= 0 (got -1)"),
+    (['{"t": -1, "event": "reboot"}'], 2, "t must be a number of seconds from 0 to 3155760000 (100 years) (got -1)"),
     (['{"t": 1, "event": "close", "id": 7}'], 2, "close: connection id 7 is not open"),
     (['{"t": 1, "event": "connect", "id": 1, "remote": "10.0.0.1", "port": 1}',
       '{"t": 2, "event": "connect", "id": 1, "remote": "10.0.0.2", "port": 1}'], 3,
@@ -308,20 +310,91 @@ def test_memory_error_mid_stream_is_a_failure(mp_lib, tmp_path, capsys):
     assert rc == 0, out
 
 
+def _big_cert():
+    # a certificate of 150 KB (one large extension): more than a 64 KB
+    # board's heap can hold while the agent reads it
+    sys.path.insert(0, str(CORPUS))
+    try:
+        import make_certs
+    finally:
+        sys.path.remove(str(CORPUS))
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "big")])
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(make_certs._key(2).public_key())
+         .serial_number(5).not_valid_before(make_certs.A_YEAR_AGO).not_valid_after(make_certs.START + make_certs.YEAR)
+         .add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x00" * 150000),
+                        critical=False))
+    return b.sign(make_certs.CA_KEY, None).public_bytes(serialization.Encoding.DER)
+
+
+BIG_CERT_LINE = ('ALERT {"type":"agent_error","name":"Security agent internal error","kind":"alert","source":"device",'
+                 '"severity":"low","device":"dev-01","time":"2026-06-01T12:00:00Z","count":1,"details":{"operation":'
+                 '"certificate","path":"certs/big.der","error":"too large for the heap"}}')
+
+
 def test_memory_error_inside_the_agent_is_a_failure(mp_lib, tmp_path, capsys):
-    # the agent turns its own faults into agent_error findings; one that is
-    # a MemoryError still fails the scenario, even with expectations met
-    from host_tools.cmd_replay import Checker, Result
-    c = Checker([], False)
-    c.feed('ALERT {"type":"agent_error","details":{"operation":"count","error":"MemoryError: memory allocation '
-           'failed, allocating 64 bytes"}}')
-    r = Result("x.jsonl")
-    r.checker = c
-    r.heap = "16wK"
-    assert not r.ok(True) and not r.ok(False)
-    assert r.problems()[0] == {"kind": "error", "error": (
-        'MemoryError inside the agent (heap 16wK): ALERT {"type":"agent_error","details":{"operation":"count",'
-        '"error":"MemoryError: memory allocation failed, allocating 64 bytes"}}')}
+    # the agent catches the MemoryError and reports it in its own words
+    # ("too large for the heap"): the scenario still failed, with --check
+    # and without, whatever the expectations say - unless an expect entry
+    # matches that very agent_error line
+    h = {"config": {"deviceId": "dev-01", "certificates": [{"path": "certs/big.der"}]},
+         "files": {"certs/big.der": {"der_hex": _big_cert().hex()}}, "expect": [], "exact": False}
+    p = scn(tmp_path, h, GOOD)
+    rc, out, err = replay(capsys, "--check", p)
+    assert rc == 1
+    assert out == "FAIL %s\n  MemoryError inside the agent (heap 64wK): %s\n" % (p, BIG_CERT_LINE)
+    rc, out, err = replay(capsys, p)
+    assert rc == 1
+    assert out == BIG_CERT_LINE + "\n"
+    assert err == "microagent replay: %s: MemoryError inside the agent (heap 64wK): %s\n" % (p, BIG_CERT_LINE)
+    rc, out, err = replay(capsys, "--check", "--json", p)
+    assert json.loads(out.splitlines()[-1])["problems"] == [
+        {"kind": "error", "error": "MemoryError inside the agent (heap 64wK): " + BIG_CERT_LINE}]
+    # expected: an entry matches the line
+    q = scn(tmp_path, dict(h, expect=[{"type": "agent_error", "details": {"error": "too large for the heap"},
+                                       "times": 1}], exact=True), GOOD, name="q.jsonl")
+    rc, out, err = replay(capsys, "--check", q)
+    assert (rc, out) == (0, "PASS %s (1 event, 1 finding)\n" % q)
+    # an agent_error entry that does not match this line excuses nothing
+    r = scn(tmp_path, dict(h, expect=[{"type": "agent_error", "details": {"operation": "count"}, "times": 0}]),
+            GOOD, name="r.jsonl")
+    rc, out, err = replay(capsys, "--check", r)
+    assert rc == 1 and out.splitlines()[1] == "  MemoryError inside the agent (heap 64wK): " + BIG_CERT_LINE
+    # with the port's default heap the certificate is read: no finding
+    rc, out, err = replay(capsys, "--check", "--heap", "none", p)
+    assert (rc, out) == (0, "PASS %s (1 event, 0 findings)\n" % p)
+
+
+def test_memory_errors_however_worded():
+    from host_tools.cmd_replay import is_memory_error
+
+    def f(err, ftype="agent_error"):
+        return {"type": ftype, "details": {"operation": "x", "error": err}}
+    assert [is_memory_error(f(e)) for e in (
+        "MemoryError: memory allocation failed, allocating 64 bytes", "memory allocation failed",
+        "too large for the heap", "config: too large for this device's heap (keep long IP lists in threatIntel.file)",
+        "MemoryError: ", "cannot read (ENOENT)", "SAS token: sig is not base64", "heapsize",
+    )] == [True, True, True, True, True, False, False, False]
+    assert not is_memory_error(f("MemoryError", "cert_expired"))
+    assert not is_memory_error({"type": "agent_error", "details": "MemoryError"})
+
+
+def test_config_the_device_cannot_load_fails_the_scenario(mp_lib, tmp_path, capsys):
+    # 4000 threat-intel networks: valid per config.md (the host's check),
+    # too large for a 64 KB board's heap - the agent runs without rules,
+    # which is a failed scenario, not a pass with no findings
+    ips = ["10.%d.%d.0/24" % (i // 256, i % 256) for i in range(4000)]
+    h = {"config": {"deviceId": "dev-01", "threatIntel": {"ips": ips}}, "expect": [], "exact": True}
+    p = scn(tmp_path, h, GOOD)
+    rc, out, _ = replay(capsys, "--check", p)
+    assert rc == 1
+    assert out == ("FAIL %s\n  the agent could not load its configuration and ran without rules: microagent: config "
+                   "error: microagent.json: too large for this device's heap (keep long IP lists in "
+                   "threatIntel.file)\n" % p)
+    rc, out, _ = replay(capsys, "--check", "--heap", "4M", p)
+    assert (rc, out) == (0, "PASS %s (1 event, 0 findings)\n" % p)
 
 
 # ---- the virtual clock -------------------------------------------------------
@@ -504,25 +577,327 @@ def test_progress_bar_on_a_terminal(mp_lib, tmp_path):
 
 def test_config_rewritten_by_a_file_event_takes_effect_at_reboot(mp_lib, tmp_path, capsys):
     # a new baseline written to flash (microagent.json) is read at the next
-    # start; an invalid one is refused with one line and no rules
+    # start; an invalid one is refused with one line and no rules: a failed
+    # scenario (status 1), with --check and without
     new = {"deviceId": "dev-01", "allowlistRules": [{"ruleType": "ConnectionToIpNotAllowed", "isEnabled": True,
                                                      "allowlistValues": ["10.0.0.0/8"]}]}
     ev = [{"t": 1, "event": "file", "path": "microagent.json", "text": json.dumps(new)},
           {"t": 2, "event": "connect", "id": 1, "remote": "11.0.0.1", "port": 443},
           {"t": 3, "event": "reboot"},
-          {"t": 4, "event": "connect", "id": 1, "remote": "11.0.0.2", "port": 443},
-          {"t": 5, "event": "file", "path": "microagent.json", "text": '{"deviceId": 7}'},
-          {"t": 6, "event": "reboot"},
-          {"t": 7, "event": "connect", "id": 1, "remote": "11.0.0.3", "port": 443}]
+          {"t": 4, "event": "connect", "id": 1, "remote": "11.0.0.2", "port": 443}]
     rc, out, _ = replay(capsys, scn(tmp_path, {}, ev))
     assert rc == 0
     assert [(f[0], f[1], f[3]["remote"]) for f in findings(out)] == [
         ("ConnectionToIpNotAllowed", "2026-06-01T12:00:04Z", "11.0.0.2")]
-    assert out.splitlines()[-1] == ("microagent: config error: deviceId: must be a non-empty string of at most "
-                                    "128 characters")
+    bad = ev + [{"t": 5, "event": "file", "path": "microagent.json", "text": '{"deviceId": 7}'},
+                {"t": 6, "event": "reboot"},
+                {"t": 7, "event": "connect", "id": 1, "remote": "11.0.0.3", "port": 443}]
+    p = scn(tmp_path, {}, bad)
+    rc, out, err = replay(capsys, p)
+    assert rc == 1
+    line = "microagent: config error: deviceId: must be a non-empty string of at most 128 characters"
+    assert out.splitlines()[-1] == line
+    assert err == "microagent replay: %s: the agent could not load its configuration and ran without rules: %s\n" % (
+        p, line)
+    rc, out, err = replay(capsys, "--check", p)
+    assert rc == 1
+    assert out == "FAIL %s\n  the agent could not load its configuration and ran without rules: %s\n" % (p, line)
 
 
-def test_bad_heap_value(tmp_path, capsys):
-    rc, out, err = replay(capsys, "--heap", "lots", scn(tmp_path, {}, GOOD))
-    assert rc == 2
-    assert err == "microagent replay: --heap lots: not a micropython heap size (e.g. 64wK, 256K, 1M, none)\n"
+def test_default_end_follows_a_config_rewritten_before_a_reboot(mp_lib, tmp_path, capsys):
+    # the header has no window rule; the config written at t=1 and loaded
+    # at the reboot (t=2) has a PT10S one: the default end is 2 + 10 s, so
+    # the window holding the last event closes (empty, below its min of 1)
+    new = {"deviceId": "dev-01", "timeWindowRules": [rule("MqttC2DMessagesNotInAllowedRange", 1, 5, "PT10S")]}
+    ev = [{"t": 1, "event": "file", "path": "microagent.json", "text": json.dumps(new)}, {"t": 2, "event": "reboot"}]
+    rc, out, _ = replay(capsys, scn(tmp_path, {}, ev))
+    assert rc == 0
+    assert findings(out) == [("MqttC2DMessagesNotInAllowedRange", "2026-06-01T12:00:12Z", 1,
+                              {"value": 0, "min": 1, "max": 5, "window_s": 10})]
+    # written but never loaded (no reboot after it): the header's config
+    # (no rules) holds at the end, which is the last event
+    rc, out, _ = replay(capsys, scn(tmp_path, {}, ev[:1] + [{"t": 2, "event": "c2d_reject"}]))
+    assert (rc, findings(out)) == (0, [])
+    # the same as der_hex bytes
+    ev2 = [{"t": 1, "event": "file", "path": "microagent.json", "der_hex": json.dumps(new).encode().hex()},
+           {"t": 2, "event": "reboot"}]
+    rc, out, _ = replay(capsys, scn(tmp_path, {}, ev2))
+    assert [f[1] for f in findings(out)] == ["2026-06-01T12:00:12Z"]
+
+
+@pytest.mark.parametrize("value,reason", [
+    ("lots", "not a micropython heap size: digits, an optional w (words), an optional K or M (e.g. 64wK, 256K, 1M; "
+             "or none)"),
+    ("064K", "not a micropython heap size: digits, an optional w (words), an optional K or M (e.g. 64wK, 256K, 1M; "
+             "or none)"),
+    ("0", "not a micropython heap size: digits, an optional w (words), an optional K or M (e.g. 64wK, 256K, 1M; "
+          "or none)"),
+    ("", "not a micropython heap size: digits, an optional w (words), an optional K or M (e.g. 64wK, 256K, 1M; "
+         "or none)"),
+    ("1G", "not a micropython heap size: digits, an optional w (words), an optional K or M (e.g. 64wK, 256K, 1M; "
+           "or none)"),
+    ("64 K", "not a micropython heap size: digits, an optional w (words), an optional K or M (e.g. 64wK, 256K, 1M; "
+             "or none)"),
+    ("100", "100 bytes is outside 4K..1G"),
+    ("1wK", "2048 bytes is outside 4K..1G"),
+    ("2048M", "2147483648 bytes is outside 4K..1G"),
+    ("99999999999K", "not a micropython heap size: digits, an optional w (words), an optional K or M (e.g. 64wK, "
+                     "256K, 1M; or none)"),
+])
+def test_bad_heap_value(tmp_path, capsys, value, reason):
+    rc, out, err = replay(capsys, "--heap", value, scn(tmp_path, {}, GOOD))
+    assert (rc, out) == (2, "")
+    assert err == "microagent replay: --heap %s: %s\n" % (value, reason)
+
+
+def test_heap_values_micropython_takes():
+    from host_tools.cmd_replay import parse_heap
+    assert [parse_heap(v) for v in ("none", "64wK", "2wK", "4K", "4096", "1M", "512m", "1024M")] == [
+        None, "64wK", "2wK", "4K", "4096", "1M", "512m", "1024M"]
+
+
+# ---- long replays in a board's heap --------------------------------------------
+def test_many_findings_do_not_exhaust_a_boards_heap(mp_lib, tmp_path, capsys):
+    # 25,000 outbound connections to distinct disallowed addresses (each one
+    # an ALERT) among 100,000 events, under the default 64wK heap: the
+    # runner reads stdin into one buffer made at its start, so a heap
+    # fragmented by a long run never has to find a large free block
+    p = tmp_path / "allow-only.jsonl"
+    with open(p, "w") as f:
+        f.write(json.dumps({"scenario": "allow-only", "device": "d", "start": "2026-01-01T00:00:00Z",
+                            "config": {"allowlistRules": [{"ruleType": "ConnectionToIpNotAllowed", "isEnabled": True,
+                                                           "allowlistValues": ["10.0.0.0/8"]}]}}) + "\n")
+        for i in range(100000):
+            t = "%d.%02d" % (i // 20, i % 20 * 5)
+            k = i % 4
+            if k == 0:
+                f.write('{"t":%s,"event":"connect","id":%d,"remote":"11.%d.%d.%d","port":443}\n' % (
+                    t, i, i >> 16 & 255, i >> 8 & 255, i & 255))
+            elif k == 1:
+                f.write('{"t":%s,"event":"close","id":%d}\n' % (t, i - 1))
+            else:
+                f.write('{"t":%s,"event":"mqtt_message","topic":"devices/d/messages/devicebound/x","bytes":10}\n' % t)
+    rc, out, err = replay(capsys, "--check", p)
+    assert (rc, out, err) == (0, "PASS %s (100000 events, 25000 findings)\n" % p, "")
+
+
+# ---- inputs that must be refused with one line, never a traceback ------------
+DEEP = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize("raw,line,reason", [
+    (['{"t": %s, "event": "c2d_reject"}' % ("9" * 400)], 2,
+     "t must be a number of seconds from 0 to 3155760000 (100 years) (got 99999999999999999999999999999999999999999"
+     "9999999999999999999...)"),
+    (['{"t": %s, "event": "c2d_reject"}' % ("1" * 5000)], 2,
+     "bad JSON: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"),
+    (['{"t": 1e400, "event": "c2d_reject"}'], 2,
+     "t must be a number of seconds from 0 to 3155760000 (100 years) (got Infinity)"),
+    (['{"t": 3155760000.001, "event": "c2d_reject"}'], 2,
+     "t must be a number of seconds from 0 to 3155760000 (100 years) (got 3155760000.001)"),
+    (['{"t": 1, "event": "c2d_reject", "x": %s}' % DEEP], 2, "bad JSON: nested too deeply"),
+    (['{"t": 1, "event": [1]}'], 2, 'unknown event [1] (known: connect, accept, close, mqtt_connect, mqtt_connack, '
+                                    'mqtt_suback, mqtt_publish, mqtt_message, c2d_reject, file, clock, reboot)'),
+    (['{"t": 1, "event": "mqtt_message", "topic": "devices/dev-01/messages/devicebound/\\ud800"}'], 2,
+     "topic: text with a lone UTF-16 surrogate (\\ud800-\\udfff): not Unicode, cannot be UTF-8"),
+    (['{"t": 1, "event": "mqtt_connect", "client_id": "\\udfff"}'], 2,
+     "client_id: text with a lone UTF-16 surrogate (\\ud800-\\udfff): not Unicode, cannot be UTF-8"),
+    (['{"t": 1, "event": "file", "path": "a.txt", "text": "x\\ud83d"}'], 2,
+     "text: text with a lone UTF-16 surrogate (\\ud800-\\udfff): not Unicode, cannot be UTF-8"),
+    (['{"t": 1, "event": "mqtt_message", "topic": "x", "bytes": 268435456}'], 2,
+     "bytes must be a whole number 0..268435455 (got 268435456)"),
+    (['{"t": 1, "event": "file", "path": "certs/a.pem/b", "text": "x"}'], 2,
+     'path: "certs/a.pem/b" cannot be written: "certs/a.pem" is a file, not a folder'),
+    (['{"t": 1, "event": "file", "path": "certs", "text": "x"}'], 2,
+     'path: "certs" is already a folder (of "certs/a.pem")'),
+    (['{"t": 1, "event": "file", "path": "microagent.json/x", "text": "x"}'], 2,
+     'path: "microagent.json/x" cannot be written: "microagent.json" is a file, not a folder'),
+    (['{"t": 1, "event": "file", "path": "%s", "text": "x"}' % ("a" * 256)], 2,
+     'path: "%s... has a part longer than 255 characters' % ("a" * 59)),
+])
+def test_unreadable_inputs_without_tracebacks(mp_lib, tmp_path, capsys, raw, line, reason):
+    p = scn(tmp_path, {"files": {"certs/a.pem": "x"}}, raw=raw)
+    rc, out, err = replay(capsys, "--check", p)
+    assert (rc, out, err) == (2, "ERROR %s:%d: %s\n" % (p, line, reason), "")
+
+
+@pytest.mark.parametrize("header,reason", [
+    ("null", "header must be an object (got null)"),
+    ("[1]", "header must be an object (got [1])"),
+    (DEEP, "bad JSON: nested too deeply"),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "config": {"deviceId": "\\ud800"}}',
+     "config.deviceId: text with a lone UTF-16 surrogate (\\ud800-\\udfff): not Unicode, cannot be UTF-8"),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "files": {"a.txt": "\\ud800"}}',
+     'files["a.txt"]: text with a lone UTF-16 surrogate (\\ud800-\\udfff): not Unicode, cannot be UTF-8'),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "files": {"a": "x", "a/b": "y"}}',
+     'files["a/b"]: "a/b" cannot be written: "a" is a file, not a folder'),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "files": {"a/b": "y", "a": "x"}}',
+     'files["a"]: "a" is already a folder (of "a/b")'),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "end": 1e300}',
+     "end must be a number of seconds from 0 to 3155760000 (100 years) (got 1e+300)"),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "end": %s}' % ("7" * 400),
+     "end must be a number of seconds from 0 to 3155760000 (100 years) (got 77777777777777777777777777777777777777777"
+     "7777777777777777777...)"),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "expect": [{"type": [1]}]}',
+     "expect[0].type: [1] is not a finding type the agent reports"),
+    ('{"scenario": "x", "start": "2026-06-01T12:00:00Z", "expect": [{"type": "suspicious_ip", "details": '
+     '{"remote": %s}}]}' % ("[" * 40 + "]" * 40), "expect[0] nests deeper than 32 levels"),
+])
+def test_unreadable_headers_without_tracebacks(mp_lib, tmp_path, capsys, header, reason):
+    p = tmp_path / "h.jsonl"
+    p.write_text(header + "\n" + json.dumps(GOOD[0]) + "\n")
+    rc, out, err = replay(capsys, "--check", p)
+    assert (rc, out, err) == (2, "ERROR %s:1: %s\n" % (p, reason), "")
+
+
+def test_expect_true_never_equals_1(mp_lib, tmp_path, capsys):
+    from host_tools.cmd_replay import same
+    assert [same(True, 1), same(1, True), same(False, 0), same(0, False), same(1, 1.0), same(True, True),
+            same([1], [True]), same({"a": True}, {"a": 1}), same([1, [2]], [1, [2]])] == [
+        False, False, False, False, True, True, False, False, True]
+    h = {"config": {"deviceId": "dev-01", "timeWindowRules": [rule("MqttC2DMessagesNotInAllowedRange", 0, 1, "PT10S")]},
+         "expect": [{"type": "MqttC2DMessagesNotInAllowedRange", "count": True}], "exact": False}
+    ev = [{"t": i, "event": "mqtt_message", "topic": C2D} for i in (1, 2)]
+    p = scn(tmp_path, h, ev)
+    rc, out, _ = replay(capsys, "--check", p)
+    assert rc == 1
+    assert out.splitlines()[-1] == "      count: got 1, expected true"
+
+
+def test_reader_raises_only_scenario_errors(tmp_path):
+    # any JSON a line may hold (huge and tiny numbers, lone surrogates,
+    # deep nesting, wrong types everywhere) is a ScenarioError naming the
+    # file and line, never another exception
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from host_tools.scenario import Scenario, ScenarioError
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 30, 10 ** 30), st.floats(),
+                     st.text(max_size=8), st.sampled_from(["\ud800", "x\udfffy", "2026-06-01T12:00:00Z", "10.0.0.1",
+                                                           "a/b", "microagent.json", "zz", "00ff"]),
+                     st.sampled_from([10 ** 400, 3155760000, 3155760001, 268435456, -1, 65536]))
+    value = st.recursive(leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                         max_leaves=8)
+    hkeys = st.sampled_from(["scenario", "device", "start", "clock_set", "config", "files", "expect", "exact", "end",
+                             "x"])
+    ekeys = st.sampled_from(["t", "event", "id", "remote", "port", "proto", "client_id", "username", "password", "rc",
+                             "topic", "bytes", "path", "text", "der_hex", "set"])
+    names = st.sampled_from(["connect", "accept", "close", "mqtt_connect", "mqtt_connack", "mqtt_suback",
+                             "mqtt_publish", "mqtt_message", "c2d_reject", "file", "clock", "reboot"])
+    # mostly one odd thing at a time, so that the lines after it are read too
+    header = st.one_of(st.just({"start": "2026-06-01T12:00:00Z"}),
+                       st.builds(lambda k, v: {"start": "2026-06-01T12:00:00Z", k: v}, hkeys, value),
+                       st.dictionaries(hkeys, value, max_size=4))
+    event = st.one_of(
+        st.builds(lambda n, t, d: dict(d, event=n, t=t), names, st.one_of(st.integers(0, 5), value),
+                  st.dictionaries(ekeys, value, max_size=2)),
+        st.builds(lambda d, k, v: dict(d, **{k: v}), st.sampled_from([
+            {"t": 1, "event": "connect", "id": 1, "remote": "10.0.0.1", "port": 1},
+            {"t": 1, "event": "mqtt_message", "topic": "x"}, {"t": 1, "event": "mqtt_connect", "client_id": "c"},
+            {"t": 1, "event": "file", "path": "a/b", "text": "x"}, {"t": 1, "event": "clock", "set": "2026-06-01T12:00:00Z"},
+            {"t": 1, "event": "mqtt_suback", "rc": 0}]), ekeys, value))
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(header, st.lists(st.one_of(event, value), max_size=4))
+    def check(h, evs):
+        p = tmp_path / "f.jsonl"
+        p.write_text("\n".join(json.dumps(x) for x in [h] + evs) + "\n")
+        try:
+            with Scenario.open(p) as sc:
+                for _ in sc.events():
+                    pass
+                sc.end_ms()
+        except ScenarioError as e:
+            assert str(e).startswith("%s:" % p)
+    check()
+
+
+# ---- long idle times, and a replay stopped half-way ------------------------------
+def test_a_hundred_years_of_idle_time_is_quick(mp_lib, tmp_path, capsys):
+    # nothing is due between the events: the clock jumps (in 6.2-day
+    # strides a tick counter can measure), it does not step day by day;
+    # findings carry the right time, a fold window still closes on time
+    h = {"config": {"deviceId": "dev-01", "threatIntel": {"ips": ["203.0.113.0/24"]}}, "end": 3000000061}
+    ev = [{"t": 1, "event": "c2d_reject"},
+          {"t": 3000000000, "event": "connect", "id": 1, "remote": "203.0.113.5", "port": 443},
+          {"t": 3000000001, "event": "connect", "id": 2, "remote": "203.0.113.5", "port": 443}]
+    D = {"remote": "203.0.113.5", "port": 443, "direction": "out"}
+    rc, out, _ = replay(capsys, scn(tmp_path, h, ev))
+    assert rc == 0
+    assert findings(out) == [("suspicious_ip", "2121-06-25T17:20:00Z", 1, D),
+                             ("suspicious_ip", "2121-06-25T17:21:00Z", 1, D)]
+    rc, out, _ = replay(capsys, scn(tmp_path, {"end": 3155760000}, [{"t": 3155760000, "event": "reboot"}]))
+    assert (rc, out) == (0, "")
+
+
+def _children(pid):
+    # pids of the micropython processes whose parent is `pid`
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/status" % d) as f:
+                    st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+            except OSError:
+                continue
+            if st.get("PPid", "").strip() == str(pid) and st.get("Name", "").strip() == "micropython":
+                out.append(int(d))
+    return out
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return "zombie" in f.read()
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_signal_to_the_host_kills_the_runner(mp_lib, tmp_path, sig, status):
+    # a PT1S rule stepped over 3,000,000 s keeps micropython busy for long;
+    # the signal goes to the host process alone (not its group), which
+    # must take the runner down before it exits
+    h = {"config": {"deviceId": "dev-01", "timeWindowRules": [rule("MqttC2DMessagesNotInAllowedRange", 0, 5, "PT1S")]},
+         "end": 3000000}
+    p = scn(tmp_path, h, GOOD)
+    exe = str(Path(sys.executable).parent / "microagent")
+    proc = subprocess.Popen([exe, "replay", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        kids = []
+        for _ in range(300):
+            kids = _children(proc.pid)
+            if kids:
+                break
+            time.sleep(0.05)
+        assert len(kids) == 1
+        time.sleep(0.3)
+        assert proc.poll() is None and not _gone(kids[0])
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == status
+        assert _gone(kids[0])
+        if sig != signal.SIGINT:
+            assert err.decode() == "microagent replay: stopped by %s\n" % signal.Signals(sig).name
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_an_exception_in_the_host_kills_the_runner(mp_lib, tmp_path, monkeypatch):
+    from host_tools import cmd_replay
+    started = []
+    real = subprocess.Popen
+
+    def popen(*a, **kw):
+        started.append(real(*a, **kw))
+        return started[-1]
+
+    def feed(sc, pipe, bar):
+        raise RuntimeError("the host broke half-way")
+    monkeypatch.setattr(cmd_replay.subprocess, "Popen", popen)
+    monkeypatch.setattr(cmd_replay, "_feed", feed)
+    with pytest.raises(RuntimeError):
+        cmd_replay.replay(scn(tmp_path, {}, GOOD), lib=mp_lib)
+    assert len(started) == 1 and started[0].returncode == -signal.SIGKILL
