@@ -90,8 +90,8 @@ def test_real_loopback_capture(tmp_path, mp_lib, capsys):
             srv = socket.socket()
             srv.bind((DEV, 0))
             srv.listen(1)
+            service_port = srv.getsockname()[1]
             peer = socket.create_connection(srv.getsockname(), source_address=("127.0.0.1", 0))
-            peer_port = peer.getsockname()[1]
             conn, _ = srv.accept()
             time.sleep(0.1)
             conn.close()   # the device closes first: its FIN is the close
@@ -116,7 +116,8 @@ def test_real_loopback_capture(tmp_path, mp_lib, capsys):
         {"event": "connect", "id": 2, "remote": "127.0.0.1", "port": udp_port, "proto": "udp"},
         {"event": "connect", "id": 3, "remote": "127.0.0.1", "port": closed_port},
         {"event": "close", "id": 3},
-        {"event": "accept", "id": 4, "remote": "127.0.0.1", "port": peer_port},
+        # inbound: the port is the device's own (its service), as the agent reports it
+        {"event": "accept", "id": 4, "remote": "127.0.0.1", "port": service_port},
         {"event": "close", "id": 4}]
     ts = [e["t"] for e in events]
     assert ts[0] == 0.0 and ts == sorted(ts) and ts[-1] > 1.0
@@ -312,7 +313,7 @@ def test_tcp_edge_cases(tmp_path):
     assert events == [
         {"t": 1.0, "event": "connect", "id": 1, "remote": R4, "port": 443},
         {"t": 2.0, "event": "close", "id": 1},
-        {"t": 4.0, "event": "accept", "id": 2, "remote": "198.51.100.7", "port": 51000},
+        {"t": 4.0, "event": "accept", "id": 2, "remote": "198.51.100.7", "port": 22},   # the device's service port
         {"t": 6.25, "event": "close", "id": 2},
         {"t": 7.0, "event": "connect", "id": 3, "remote": R4, "port": 443},
         {"t": 8.0, "event": "close", "id": 3}]
@@ -332,7 +333,7 @@ def test_udp_flows_and_idle_close(tmp_path):
     _, events, st = _import(p, D4)
     assert events == [
         {"t": 0.0, "event": "connect", "id": 1, "remote": "8.8.8.8", "port": 53, "proto": "udp"},
-        {"t": 10.0, "event": "accept", "id": 2, "remote": "192.0.2.50", "port": 9999, "proto": "udp"},
+        {"t": 10.0, "event": "accept", "id": 2, "remote": "192.0.2.50", "port": 5683, "proto": "udp"},
         {"t": 30.02, "event": "close", "id": 1},
         {"t": 31.0, "event": "connect", "id": 3, "remote": "8.8.8.8", "port": 53, "proto": "udp"},
         {"t": 50.0, "event": "close", "id": 2},
@@ -345,7 +346,7 @@ def test_udp_flows_and_idle_close(tmp_path):
         (0.0, "connect", 1), (5.02, "close", 1), (10.0, "accept", 2), (15.0, "close", 2), (20.0, "connect", 3),
         (25.0, "close", 3), (31.0, "connect", 4), (36.0, "close", 4), (45.0, "connect", 5), (50.0, "close", 5),
         (80.0, "connect", 6)]
-    assert events[4]["remote"] == "192.0.2.50" and events[4]["port"] == 9999
+    assert events[4]["remote"] == "192.0.2.50" and events[4]["port"] == 9999   # outbound: the remote's port
 
 
 def test_raw_ip_link_type(tmp_path):
@@ -368,3 +369,170 @@ def test_cli_errors(tmp_path, capsys):
     out = tmp_path / "o.jsonl"
     assert cli.main(["import", "pcap", str(bad), "--device", D4, "--out", str(out)]) == 2
     assert not out.exists() and not (tmp_path / "o.jsonl.tmp").exists()
+
+
+# ---- broken captures, odd timestamps, arguments --------------------------------
+def _three(tmp_path, fmt="pcap"):
+    # connect (t=0), its refusal (t=0.5), a second connect (t=2.25)
+    return write(tmp_path / ("three." + fmt), [
+        (0.0, tcp(D4, R4, 40000, 443, SYN, 1)),
+        (0.5, tcp(R4, D4, 443, 40000, RST | ACK, 0)),
+        (2.25, tcp(D4, R4, 40001, 443, SYN, 1))], fmt=fmt)
+
+
+def _cli(capsys, *argv):
+    rc = cli.main(["import", "pcap"] + [str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_broken_captures_are_refused_saying_where(tmp_path, capsys):
+    p = _three(tmp_path)
+    data = p.read_bytes()
+    rec = 16 + 54  # a pcap record of one of these packets: header + Ethernet/IPv4/TCP
+    assert len(data) == 24 + 3 * rec
+    cases = [
+        (data[:-10], "capture broken at byte 164, after 2 whole packets: record 3 holds 44 of its 54 bytes"),
+        (data[:24 + rec + 5], "capture broken at byte 94, after 1 whole packet: record 2's 16-byte header is cut "
+                              "after 5 bytes"),
+        (data[:24] + b"\x00" * 8 + b"\xff\xff\xff\x7f" * 2 + b"x" * 30,
+         "capture broken at byte 24, after 0 whole packets: record 1 claims 2147483647 captured bytes (more than "
+         "262144)"),
+    ]
+    for i, (blob, why) in enumerate(cases):
+        q = tmp_path / ("cut%d.pcap" % i)
+        q.write_bytes(blob)
+        rc, out, err = _cli(capsys, q, "--device", D4)
+        assert (rc, out) == (2, "")
+        assert err == "microagent import pcap: %s: %s (--partial keeps the packets before it)\n" % (q, why)
+    # --partial: the packets before the break, and one line saying so
+    q = tmp_path / "cut0.pcap"
+    rc, out, err = _cli(capsys, q, "--device", D4, "--partial")
+    assert rc == 0
+    assert [json.loads(l) for l in out.splitlines()[1:]] == [
+        {"t": 0.0, "event": "connect", "id": 1, "remote": R4, "port": 443}, {"t": 0.5, "event": "close", "id": 1}]
+    assert err.splitlines()[0] == ("microagent import pcap: %s: capture broken at byte 164, after 2 whole packets: "
+                                   "record 3 holds 44 of its 54 bytes; kept what came before (--partial)" % q)
+    # broken before the first packet: nothing to keep
+    rc, out, err = _cli(capsys, tmp_path / "cut2.pcap", "--device", D4, "--partial")
+    assert (rc, out) == (2, "")
+    assert err == ("microagent import pcap: %s: no packets before the break (capture broken at byte 24, after 0 "
+                   "whole packets: record 1 claims 2147483647 captured bytes (more than 262144))\n"
+                   % (tmp_path / "cut2.pcap"))
+    # shorter than a file header
+    q = tmp_path / "short.pcap"
+    q.write_bytes(data[:10])
+    rc, out, err = _cli(capsys, q, "--device", D4)
+    assert (rc, err) == (2, "microagent import pcap: %s: not a pcap or pcapng capture (got 10, 24 needed at least)\n"
+                         % q)
+
+
+def test_broken_pcapng_blocks(tmp_path, capsys):
+    p = _three(tmp_path, "pcapng")
+    data = p.read_bytes()
+    epb = 32 + 56  # an Enhanced Packet Block of one of these packets (54 bytes padded to 56)
+    first = len(data) - 3 * epb  # where the first packet block starts
+    for blob, why in [
+        (data[:-7], "capture broken at byte %d, after 2 whole packets: a block holds 81 of its 88 bytes"
+                    % (first + 2 * epb)),
+        (data + b"\x06\x00\x00", "capture broken at byte %d, after 3 whole packets: a block header is cut after 3 "
+                                 "of its 8 bytes" % len(data)),
+        (data + b"\x06\x00\x00\x00\x07\x00\x00\x00", "capture broken at byte %d, after 3 whole packets: a block "
+                                                     "claims a length of 7 bytes" % len(data)),
+    ]:
+        q = tmp_path / "cut.pcapng"
+        q.write_bytes(blob)
+        rc, out, err = _cli(capsys, q, "--device", D4)
+        assert (rc, out) == (2, "")
+        assert err == "microagent import pcap: %s: %s (--partial keeps the packets before it)\n" % (q, why)
+
+
+def test_timestamps_going_backwards_are_clamped(tmp_path, capsys):
+    p = write(tmp_path / "ooo.pcap", [
+        (100.0, tcp(D4, R4, 40000, 443, SYN, 1)),
+        (99.5, tcp(D4, R4, 40001, 443, SYN, 1)),     # half a second before the first
+        (100.75, tcp(D4, R4, 40000, 443, FIN | ACK, 2)),
+        (100.5, tcp(D4, R4, 40001, 443, FIN | ACK, 2))])
+    rc, out, err = _cli(capsys, p, "--device", D4)
+    assert rc == 0
+    assert [json.loads(l) for l in out.splitlines()[1:]] == [
+        {"t": 0.0, "event": "connect", "id": 1, "remote": R4, "port": 443},
+        {"t": 0.0, "event": "connect", "id": 2, "remote": R4, "port": 443},
+        {"t": 0.75, "event": "close", "id": 1},
+        {"t": 0.75, "event": "close", "id": 2}]
+    assert err.splitlines()[0] == ("microagent import pcap: %s: 2 packets had a timestamp before the previous "
+                                   "packet's (by up to 0.5 s): each was put at the previous packet's time" % p)
+    q = tmp_path / "ooo.jsonl"
+    assert cli.main(["import", "pcap", str(p), "--device", D4, "--out", str(q)]) == 0
+    capsys.readouterr()
+    assert cli.main(["replay", "--check", str(q)]) == 0
+
+
+def test_nanosecond_pcap(tmp_path):
+    # the nanosecond magic: fractions are nanoseconds, not microseconds
+    p = tmp_path / "ns.pcap"
+    with open(p, "wb") as f:
+        w = dpkt.pcap.Writer(f, nano=True)
+        w.writepkt(eth(tcp(D4, R4, 1, 2, SYN)), ts=1780315200.0)
+        w.writepkt(eth(tcp(D4, R4, 1, 2, FIN | ACK, 1)), ts=1780315200.25)
+    header, events, _ = _import(p, D4)
+    assert header["start"] == "2026-06-01T12:00:00Z"
+    assert [e["t"] for e in events] == [0.0, 0.25]
+
+
+def test_empty_capture_and_unsupported_link_types(tmp_path, capsys):
+    p = tmp_path / "empty.pcap"
+    with open(p, "wb") as f:
+        dpkt.pcap.Writer(f)
+    assert _cli(capsys, p, "--device", D4) == (2, "", "microagent import pcap: %s: no packets in the capture\n" % p)
+    why = ("link type 147 (DLT_USER0) is not supported (Ethernet 1, Linux cooked 113 and 276, raw IP 101/228/229, "
+           "BSD loopback 0 and 108 are)")
+    q = tmp_path / "user0.pcap"
+    with open(q, "wb") as f:
+        dpkt.pcap.Writer(f, linktype=147).writepkt(b"xx", ts=1.0)
+    assert _cli(capsys, q, "--device", D4) == (2, "", "microagent import pcap: %s: %s\n" % (q, why))
+    q = tmp_path / "user0.pcapng"
+    with open(q, "wb") as f:
+        dpkt.pcapng.Writer(f, linktype=147).writepkt(b"xx", ts=1.0)
+    assert _cli(capsys, q, "--device", D4) == (2, "", "microagent import pcap: %s: interface 0: %s\n" % (q, why))
+
+
+@pytest.mark.parametrize("argv,why", [
+    (["--udp-idle", "-5"], "--udp-idle -5: must be seconds above 0 (at most 3155760000)"),
+    (["--udp-idle", "0"], "--udp-idle 0: must be seconds above 0 (at most 3155760000)"),
+    (["--udp-idle", "nan"], "--udp-idle nan: must be seconds above 0 (at most 3155760000)"),
+    (["--udp-idle", "inf"], "--udp-idle inf: must be seconds above 0 (at most 3155760000)"),
+    (["--mqtt-port", "0"], "--mqtt-port 0: must be a port 1..65535"),
+    (["--mqtt-port", "1883", "--mqtt-port", "70000"], "--mqtt-port 70000: must be a port 1..65535"),
+    (["--device-id", ""], "--device-id '': must be a non-empty string of at most 128 characters"),
+    (["--device-id", "d" * 129], "--device-id '%s': must be a non-empty string of at most 128 characters" % ("d" * 129)),
+])
+def test_nonsensical_options(tmp_path, capsys, argv, why):
+    p = _three(tmp_path)
+    assert _cli(capsys, p, "--device", D4, *argv) == (2, "", "microagent import pcap: %s\n" % why)
+
+
+def test_inbound_port_is_the_devices_service_port(tmp_path, mp_lib, capsys):
+    # three SSH attempts from a threat-intel address: the agent's findings
+    # name the device's port 22 (the service attacked), not the attacker's
+    # ephemeral ports
+    bad = "203.0.113.9"
+    pk = []
+    for i, sp in enumerate((50001, 50002, 50003)):
+        pk += [(i, tcp(bad, D4, sp, 22, SYN, 1)), (i + 0.5, tcp(D4, bad, 22, sp, FIN | ACK, 1))]
+    p = write(tmp_path / "inb.pcap", pk)
+    q = tmp_path / "inb.jsonl"
+    assert cli.main(["import", "pcap", str(p), "--device", D4, "--out", str(q)]) == 0
+    lines = q.read_text().splitlines()
+    assert [json.loads(l)["port"] for l in lines[1:] if '"accept"' in l] == [22, 22, 22]
+    h = json.loads(lines[0])
+    h["config"]["threatIntel"] = {"ips": [bad]}
+    h["end"] = 61
+    h["expect"] = [{"type": "suspicious_ip", "count": 1, "details": {"remote": bad, "port": 22, "direction": "in"},
+                    "times": 1},
+                   {"type": "suspicious_ip", "count": 2, "details": {"remote": bad, "port": 22, "direction": "in"},
+                    "times": 1}]
+    h["exact"] = True
+    q.write_text("\n".join([json.dumps(h)] + lines[1:]) + "\n")
+    capsys.readouterr()
+    assert cli.main(["replay", "--check", str(q)]) == 0, capsys.readouterr().out
