@@ -22,3 +22,20 @@ def test_scenario(path, mp_lib, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert out.startswith("PASS %s (" % path), out
+
+
+def test_accept_ports_are_service_ports():
+    # an `accept` event's port is the device's own (the service the remote
+    # connected to), as the agent reports an inbound connection: never a
+    # port from the ephemeral range 49152-65535 (RFC 6335), a client's
+    import json
+    seen = []
+    for path in FILES:
+        with open(path) as f:
+            next(f)
+            for line in f:
+                e = json.loads(line)
+                if e["event"] == "accept":
+                    seen.append((path.stem, e["port"]))
+    assert seen == [("connection-not-allowed-fire", 8080), ("connection-not-allowed-near", 8080),
+                    ("suspicious-ip-fire", 22), ("suspicious-ip-near", 22)]
