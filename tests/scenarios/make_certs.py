@@ -141,6 +141,42 @@ def scenarios():
         "cert-expired", _finding("cert_expired", START, path=p, subject=DEV, not_after=iso(exp)),
         cert(DEV, A_YEAR_AGO, exp), cert(DEV, A_YEAR_AGO, nxt),
         [_finding("cert_expiring", START, path=p, subject=DEV, not_after=iso(nxt))])]
+    # the boundary itself: notAfter == the check time is still valid (RFC
+    # 5280 s4.1.2.5: the validity period includes notAfter), so at t=0 only
+    # cert_expiring; one second later (a PT1S window's end runs the checks
+    # again) it has expired
+    out += [(n, h, []) for n, h in _validity(
+        "cert-expired-at-not-after", _finding("cert_expired", START + SEC, path=p, subject=DEV, not_after=iso(START)),
+        cert(DEV, A_YEAR_AGO, START), cert(DEV, A_YEAR_AGO, START),
+        [_finding("cert_expiring", START, path=p, subject=DEV, not_after=iso(START))])]
+    fire = out[-2][1]
+    fire["config"] = dict(fire["config"], timeWindowRules=[{
+        "ruleType": "MqttC2DMessagesNotInAllowedRange", "isEnabled": True, "minThreshold": 0, "maxThreshold": 100,
+        "timeWindowSize": "PT1S"}])
+    fire["end"] = 1
+    fire["expect"] = [_finding("cert_expiring", START, path=p, subject=DEV, not_after=iso(START)), fire["expect"][0]]
+    # a chain in one file: the findings name the certificate that expires
+    # first and the one that becomes valid last, wherever they stand in the
+    # file; the thumbprint pin is the first certificate's
+    chain = "certs/chain.pem"
+    ca_gone = START - DAY
+    late = START + DAY
+    c1, c2, c3 = (cert(DEV, A_YEAR_AGO, START + YEAR), cert("intermediate CA", A_YEAR_AGO, ca_gone, key=3, serial=7),
+                  cert("root CA", late, START + 10 * YEAR, key=4, serial=8))
+    out.append(("cert-chain-fire", {
+        "config": _cfg([{"path": chain, "expectedThumbprint": sha256(c1)}]),
+        "files": {chain: pem(c1) + pem(c2) + pem(c3)},
+        "expect": [_finding("cert_expired", START, path=chain, subject="intermediate CA", not_after=iso(ca_gone)),
+                   _finding("cert_not_yet_valid", START, path=chain, subject="root CA", not_before=iso(late))],
+        "exact": True}, []))
+    # near miss: the certificate that expires first (the second) does so
+    # exactly 30 days out, the one that becomes valid last (the third) at
+    # the check itself: nothing to say
+    c2 = cert("intermediate CA", A_YEAR_AGO, START + 30 * DAY, key=3, serial=7)
+    c3 = cert("root CA", START, START + 10 * YEAR, key=4, serial=8)
+    out.append(("cert-chain-near", {
+        "config": _cfg([{"path": chain, "expectedThumbprint": sha256(c1)}]),
+        "files": {chain: pem(c1) + pem(c2) + pem(c3)}, "expect": [], "exact": True}, []))
     # cert_expiring: within certExpiryWarningDays (default 30) of the check
     warn = START + 30 * DAY
     out += [(n, h, []) for n, h in _validity(
