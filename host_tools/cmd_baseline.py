@@ -24,7 +24,11 @@ the rule, else --window (PT15M). Allow list: each destination widened to
 its /--prefix4 (24) or /--prefix6 (64) network, then collapsed with
 ipaddress.collapse_addresses. The config is printed on stdout (validated
 with the firmware's config.parse), one line per number on stderr saying
-where it comes from. Exit 0, or 2 for a file that cannot be read.
+where it comes from. Exit 0, or 2 with one line naming the file (and
+line) for a file that cannot be read: a bad scenario, a console log line
+the agent would never print (log_alerts() says which field), text that is
+neither, an empty file - and when nothing was seen to suggest from (no
+whole window, no outbound connection): never an empty config.
 """
 import collections
 import ipaddress
@@ -32,7 +36,7 @@ import json
 import math
 import sys
 
-from .scenario import Scenario, ScenarioError, fw
+from .scenario import Scenario, ScenarioError, fw, show
 
 PCT_HIGH = 99
 PCT_LOW = 1
@@ -132,35 +136,109 @@ class Observed:
         self.sources.append("scenario")
 
     # ---- console logs ---------------------------------------------------------
-    def add_log(self, path, f):
-        for no, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
+    def add_log(self, path):
+        for no, a in log_alerts(path):
+            t = a["type"]
+            d = a.get("details")
+            n = a.get("count", 1)
+            dev = a.get("device")
+            if dev is not None and dev not in self.devices:
+                self.devices.append(dev)
+            if t in self.hist:
+                self.hist[t][d["value"]] += n
+                self.windows[t] += n
+                if "max" in d:
+                    self.floor[t] = max(self.floor.get(t, 0), d["max"])
+            elif t == "ConnectionToIpNotAllowed":
+                self.dests[_canon(d["remote"])] += n
+        self.sources.append("log")
+
+
+MAX_VALUE = (1 << 31) - 1  # a per-window value or threshold a board holds in a small int
+MAX_WINDOW_S = 2592000     # P30D, the longest window config.md allows
+
+
+def log_alerts(path):
+    """Yield (line number, finding dict) of each ALERT/RECOMMENDATION line
+    of an agent console log, checked as the agent writes them (other lines
+    are skipped). Raises ScenarioError naming the file and line for text
+    that is not UTF-8, a line that is not JSON, and fields this command
+    uses that the agent would never print: a device that is not a device
+    id, a count that is not a whole number >= 1, details that are not an
+    object, a time-window value or max that is not a whole number
+    0..2**31-1, a window_s outside 1..2592000 (P30D), a remote that is not
+    an IP address as the agent prints it; and for a file with no agent
+    line at all (empty, or some other text)."""
+    config, _, _ = _iothub()
+    agent_lines = 0
+    no = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            no += 1
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise ScenarioError(path, no, "not UTF-8 text (not an agent console log)")
+            if line.startswith("microagent:"):
+                agent_lines += 1
             if line.startswith("ALERT "):
                 body = line[6:]
             elif line.startswith("RECOMMENDATION "):
                 body = line[15:]
             else:
                 continue
+            agent_lines += 1
             try:
                 a = json.loads(body)
-                t = a["type"]
-                d = a.get("details", {})
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (ValueError, RecursionError):
                 raise ScenarioError(path, no, "not an agent console line (bad JSON after %s)" % line.split(" ")[0])
-            dev = a.get("device")
-            if dev and dev not in self.devices:
-                self.devices.append(dev)
-            if t in self.hist and isinstance(d.get("value"), int):
-                self.hist[t][d["value"]] += a.get("count", 1) if isinstance(a.get("count"), int) else 1
-                self.windows[t] += a.get("count", 1) if isinstance(a.get("count"), int) else 1
-                if isinstance(d.get("max"), int):
-                    self.floor[t] = max(self.floor.get(t, 0), d["max"])
-            elif t == "ConnectionToIpNotAllowed" and isinstance(d.get("remote"), str):
-                try:
-                    self.dests[_canon(d["remote"])] += a.get("count", 1) if isinstance(a.get("count"), int) else 1
-                except ValueError:
-                    raise ScenarioError(path, no, "remote %r is not an IP address" % d["remote"])
-        self.sources.append("log")
+            try:
+                _check_alert(a, config)
+            except ValueError as e:
+                raise ScenarioError(path, no, "not an agent console line (%s)" % e)
+            yield no, a
+    if not agent_lines:
+        raise ScenarioError(path, 0, ("empty file" if not no else "no agent console line (ALERT, RECOMMENDATION, "
+                                      "microagent:) and not a scenario") + ": nothing to suggest from")
+
+
+def _whole(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _check_alert(a, config):
+    # the fields of a decoded ALERT line that suggest() uses; ValueError says which is wrong
+    if not isinstance(a, dict) or not isinstance(a.get("type"), str):
+        raise ValueError("not an object with a type")
+    dev = a.get("device")
+    if dev is not None and not (isinstance(dev, str) and 0 < len(dev) <= 128):
+        raise ValueError("device %s is not a device id" % show(dev))
+    if "count" in a and not _whole(a["count"], 1, MAX_VALUE):
+        raise ValueError("count %s is not a whole number >= 1" % show(a["count"]))
+    t = a["type"]
+    if t not in config.WINDOW_RULES and t != "ConnectionToIpNotAllowed":
+        return
+    d = a.get("details")
+    if not isinstance(d, dict):
+        raise ValueError("details %s is not an object" % show(d))
+    if t == "ConnectionToIpNotAllowed":
+        _, _, ipaddr, _ = fw()
+        r = d.get("remote")
+        try:
+            if not isinstance(r, str):
+                raise ValueError
+            ipaddr.parse_ip(r)
+            ipaddress.ip_address(r)
+        except ValueError:
+            raise ValueError("details.remote %s is not an IP address" % show(r))
+        return
+    for k in ("value", "max"):
+        if k in d or k == "value":
+            if not _whole(d.get(k), 0, MAX_VALUE):
+                raise ValueError("details.%s %s is not a whole number 0..%d" % (k, show(d.get(k)), MAX_VALUE))
+    if "window_s" in d and not _whole(d["window_s"], 1, MAX_WINDOW_S):
+        raise ValueError("details.window_s %s is not a whole number of seconds 1..%d (P30D)" % (
+            show(d["window_s"]), MAX_WINDOW_S))
 
 
 def _canon(text):
@@ -271,28 +349,25 @@ def _log_sizes(path):
     # {ruleType: window_s} of the first time-window alert of each rule in a log
     config, _, _ = _iothub()
     out = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("ALERT "):
-                try:
-                    a = json.loads(line[6:])
-                    rt, w = a["type"], a["details"]["window_s"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if rt in config.WINDOW_RULES and rt not in out and isinstance(w, int) and w > 0:
-                    out[rt] = w
+    for _, a in log_alerts(path):
+        rt = a["type"]
+        w = a["details"].get("window_s") if isinstance(a.get("details"), dict) else None
+        if rt in config.WINDOW_RULES and rt not in out and w is not None:
+            out[rt] = w
     return out
 
 
 def _is_scenario(path):
+    # a scenario's first non-blank line is JSON (the header; the scenario
+    # reader says what is wrong with it); a console log's is not
     with open(path, "rb") as f:
         for raw in f:
             if raw.strip():
                 try:
-                    obj = json.loads(raw)
-                except ValueError:
+                    json.loads(raw)
+                except (ValueError, RecursionError):
                     return False
-                return isinstance(obj, dict) and not raw.startswith((b"ALERT ", b"RECOMMENDATION "))
+                return True
     return False
 
 
@@ -300,6 +375,8 @@ def cmd_suggest(args):
     config, _, parse_duration = _iothub()
     try:
         default_s = parse_duration(args.window)
+        if not 0 < default_s <= MAX_WINDOW_S:
+            raise ValueError("must be longer than zero and at most P30D")
     except ValueError as e:
         print("microagent baseline: --window %s: %s" % (args.window, e), file=sys.stderr)
         return 2
@@ -334,13 +411,23 @@ def cmd_suggest(args):
                 with Scenario.open(path) as sc:
                     obs.add_scenario(sc)
             else:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    obs.add_log(path, f)
+                obs.add_log(path)
     except ScenarioError as e:
         print("microagent baseline: %s" % e, file=sys.stderr)
         return 2
+    except OSError as e:
+        print("microagent baseline: %s: cannot read (%s)" % (e.filename or "", e.strerror or e), file=sys.stderr)
+        return 2
     doc, why = suggest(obs, args.margin, args.prefix4, args.prefix6)
-    config.parse(doc)  # what we print must load on the device
+    if "timeWindowRules" not in doc and "allowlistRules" not in doc:
+        print("microagent baseline: nothing to suggest: no whole time window and no outbound connection in %s" % (
+            ", ".join(args.files)), file=sys.stderr)
+        return 2
+    try:
+        config.parse(doc)  # what we print must load on the device
+    except config.ConfigError as e:
+        print("microagent baseline: the suggestion is not a valid config (%s)" % e, file=sys.stderr)
+        return 2
     for line in why:
         print("# " + line, file=sys.stderr)
     print(json.dumps(doc, indent=2))

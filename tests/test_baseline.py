@@ -4,6 +4,8 @@ output; the suggested config replayed through the agent on the unix port
 over the same scenario raises only the outlier window."""
 import json
 
+import pytest
+
 from host_tools import cli
 from host_tools.cmd_baseline import iso_duration, percentile
 
@@ -229,3 +231,103 @@ def test_percentile_and_durations():
     assert [percentile(h, p) for p in (1, 50, 75, 76, 99, 99.5, 100)] == [4, 4, 4, 6, 6, 7, 50]
     assert [iso_duration(s) for s in (30, 60, 900, 3600, 5400, 86400)] == [
         "PT30S", "PT1M", "PT15M", "PT1H", "PT90M", "PT24H"]
+
+
+# ---- malformed input: one line naming file and line, never a traceback or an empty config
+def _alert(details, **more):
+    d = {"type": "MqttC2DMessagesNotInAllowedRange", "device": "dev-01", "count": 1, "details": details}
+    d.update(more)
+    return "ALERT " + json.dumps(d)
+
+
+W = {"value": 5, "min": 0, "max": 3, "window_s": 60}
+
+
+@pytest.mark.parametrize("lines,where,why", [
+    ([_alert("oops")], 1, 'details "oops" is not an object'),
+    ([_alert(W, device=123)], 1, "device 123 is not a device id"),
+    ([_alert(W, device="")], 1, 'device "" is not a device id'),
+    (["x", _alert(W, count=-5)], 2, "count -5 is not a whole number >= 1"),
+    ([_alert(W, count=True)], 1, "count true is not a whole number >= 1"),
+    ([_alert(dict(W, value=True))], 1, "details.value true is not a whole number 0..2147483647"),
+    ([_alert(dict(W, value=-1))], 1, "details.value -1 is not a whole number 0..2147483647"),
+    ([_alert({"min": 0, "max": 3, "window_s": 60})], 1, "details.value null is not a whole number 0..2147483647"),
+    ([_alert(dict(W, max=3 * 10 ** 21))], 1, "details.max 3000000000000000000000 is not a whole number 0..2147483647"),
+    ([_alert(W), _alert(dict(W, window_s=99999999))], 2,
+     "details.window_s 99999999 is not a whole number of seconds 1..2592000 (P30D)"),
+    ([_alert(dict(W, window_s=0))], 1, "details.window_s 0 is not a whole number of seconds 1..2592000 (P30D)"),
+    (['ALERT {"type":"ConnectionToIpNotAllowed","device":"d","details":{"remote":"fe80::1%eth0","port":1}}'], 1,
+     'details.remote "fe80::1%eth0" is not an IP address'),
+    (['ALERT {"type":"ConnectionToIpNotAllowed","device":"d","details":{"port":1}}'], 1,
+     "details.remote null is not an IP address"),
+    (['ALERT ["MqttC2DMessagesNotInAllowedRange"]'], 1, "not an object with a type"),
+])
+def test_malformed_console_logs(tmp_path, capsys, lines, where, why):
+    log = tmp_path / "c.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert cli.main(["baseline", "suggest", str(log)]) == 2
+    cap = capsys.readouterr()
+    assert (cap.out, cap.err) == ("", "microagent baseline: %s:%d: not an agent console line (%s)\n" % (log, where, why))
+
+
+def test_files_with_nothing_to_suggest_from(tmp_path, capsys):
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    junk = tmp_path / "junk.log"
+    junk.write_bytes(bytes(range(256)) * 4)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\nworld\n")
+    quiet = tmp_path / "quiet.log"
+    quiet.write_text("microagent: watching /proc/net for device dev-01 (0 window rules, poll 1s)\n")
+    short = tmp_path / "short.jsonl"   # a scenario with no whole window and no connection
+    short.write_text(json.dumps({"scenario": "s", "device": "dev-01", "start": "2026-06-01T00:00:00Z"}) + "\n"
+                     + json.dumps({"t": 1, "event": "c2d_reject"}) + "\n")
+    null = tmp_path / "null.jsonl"
+    null.write_text("null\n")
+    for f, err in [
+        (empty, "%s: empty file: nothing to suggest from" % empty),
+        (junk, "%s:2: not UTF-8 text (not an agent console log)" % junk),   # line 1 is bytes 0..10
+        (text, "%s: no agent console line (ALERT, RECOMMENDATION, microagent:) and not a scenario: nothing to "
+               "suggest from" % text),
+        (quiet, "nothing to suggest: no whole time window and no outbound connection in %s" % quiet),
+        (short, "nothing to suggest: no whole time window and no outbound connection in %s" % short),
+        (null, "%s:1: header must be an object (got null)" % null),
+    ]:
+        assert cli.main(["baseline", "suggest", str(f)]) == 2, f
+        cap = capsys.readouterr()
+        assert (cap.out, cap.err) == ("", "microagent baseline: %s\n" % err)
+    assert cli.main(["baseline", "suggest", str(quiet), "--window", "PT0S"]) == 2
+    assert capsys.readouterr().err == "microagent baseline: --window PT0S: must be longer than zero and at most P30D\n"
+    assert cli.main(["baseline", "suggest", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "microagent baseline: %s: cannot read (Is a directory)\n" % tmp_path
+
+
+def test_any_alert_line_gives_a_config_or_one_error_line(tmp_path, capsys):
+    # random ALERT lines (every field of any JSON type): status 0 with a
+    # config the firmware's config.parse takes, or 2 with one line
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from host_tools.scenario import fw
+    config = fw()[0]
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10 ** 25), st.floats(), st.text(max_size=6),
+                     st.sampled_from(["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "fe80::1%eth0", "dev-01"]))
+    value = st.recursive(leaf, lambda c: st.lists(c, max_size=2) | st.dictionaries(st.text(max_size=3), c, max_size=2),
+                         max_leaves=4)
+    details = st.dictionaries(st.sampled_from(["value", "min", "max", "window_s", "remote", "port"]), value, max_size=5)
+    alert = st.fixed_dictionaries(
+        {"type": st.sampled_from(["MqttC2DMessagesNotInAllowedRange", "TwinUpdatesNotInAllowedRange",
+                                  "ConnectionToIpNotAllowed", "agent_error", "nope"])},
+        optional={"device": value, "count": value, "details": st.one_of(details, value)})
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(alert, min_size=1, max_size=3))
+    def check(alerts):
+        log = tmp_path / "c.log"
+        log.write_text("".join("ALERT %s\n" % json.dumps(a) for a in alerts))
+        rc = cli.main(["baseline", "suggest", str(log)])
+        cap = capsys.readouterr()
+        assert rc in (0, 2)
+        if rc == 0:
+            config.parse(json.loads(cap.out))
+        else:
+            assert cap.out == "" and cap.err.count("\n") == 1 and cap.err.startswith("microagent baseline: ")
+    check()
