@@ -8,7 +8,7 @@
 # the same way. Error messages never contain the key, sig or token text.
 import binascii
 
-from . import platform, utf8
+from . import platform
 from .hmacsha import equal, hmac_sha256
 
 PREFIX = "SharedAccessSignature "
@@ -141,19 +141,11 @@ def unquote(text, what="value"):
         else:
             i += 1
         out.append(c)
-    if utf8.bad(out, 0, len(out)) >= 0:
-        raise ValueError("%s is not UTF-8 after percent-decoding" % what)
+    if out and max(out) >= 0x80:  # only then is the check (and its module) needed
+        from . import utf8
+        if utf8.bad(out, 0, len(out)) >= 0:
+            raise ValueError("%s is not UTF-8 after percent-decoding" % what)
     return str(out, "utf-8")
-
-
-def _b64val(c):
-    if "A" <= c <= "Z":
-        return ord(c) - 65
-    if "a" <= c <= "z":
-        return ord(c) - 71
-    if "0" <= c <= "9":
-        return ord(c) + 4
-    return 62 if c == "+" else 63
 
 
 def b64decode(text, what="value", canonical=False):
@@ -172,11 +164,12 @@ def b64decode(text, what="value", canonical=False):
             if c == "=" and (i == n - 1 or (i == n - 2 and text[n - 1] == "=")):
                 continue
             raise ValueError("%s is not base64 (character %d)" % (what, i))
-    if canonical and text[n - 1] == "=":
-        k = n - 3 if text[n - 2] == "=" else n - 2
-        if _b64val(text[k]) & (15 if k == n - 3 else 3):
-            raise ValueError("%s is not canonical base64 (character %d leaves bits after the last byte)" % (what, k))
-    return binascii.a2b_base64(text)
+    raw = binascii.a2b_base64(text)
+    if canonical and binascii.b2a_base64(raw)[:-1] != text.encode():
+        # only the character before the '=' padding can differ
+        raise ValueError("%s is not canonical base64 (character %d leaves bits after the last byte)"
+                         % (what, n - 3 if text[n - 2] == "=" else n - 2))
+    return raw
 
 
 def decode_key(text):

@@ -39,17 +39,14 @@ def check(agent, token):
 def _hold(agent, resource, se):
     # keep (resource, se) for a verdict once the clock is set: the last
     # PENDING distinct ones, oldest dropped first
-    p = getattr(agent, "_sas_pending", None)
-    if p is None:
-        p = agent._sas_pending = []
-    for i in range(len(p)):
-        if p[i][0] == resource and p[i][1] == se:
-            p.pop(i)
-            break
-    else:
-        if len(p) >= PENDING:
-            p.pop(0)
-    p.append((resource, se))
+    p = getattr(agent, "_sas_pending", None) or []
+    t = (resource, se)
+    if t in p:
+        p.remove(t)
+    elif len(p) >= PENDING:
+        p.pop(0)
+    p.append(t)
+    agent._sas_pending = p
     if _pending not in agent.checks:
         agent.checks.append(_pending)
 
