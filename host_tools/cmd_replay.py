@@ -339,9 +339,10 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
     port's default); lib: staged firmware (unixport.stage()); on_line(line)
     is called with each console line as it comes (from a reader thread);
     check: compare with the header's expectations. Returns a Result; never
-    raises for a bad file (status "unreadable"). Whatever ends it (an
-    exception, KeyboardInterrupt, Terminated), the micropython process is
-    dead when this returns or raises.
+    raises for a bad file (status "unreadable"); an exception from on_line
+    stops the replay and is raised here. Whatever ends it (an exception,
+    KeyboardInterrupt, Terminated), the micropython process is dead when
+    this returns or raises.
     """
     res = Result(str(path))
     res.heap = heap
@@ -365,20 +366,24 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
             tail = collections.deque(maxlen=20)
 
             def read_out():
-                for raw in proc.stdout:
-                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                    if line.startswith("@replay "):
-                        status["last"] = line[8:]
-                        continue
-                    res.lines += 1
-                    f = finding_of(line)
-                    if f is not None:
-                        res.findings += 1
-                    res.health.feed(line, f)
-                    if res.checker is not None:
-                        res.checker.feed(line, f)
-                    if on_line is not None:
-                        on_line(line)
+                try:
+                    for raw in proc.stdout:
+                        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                        if line.startswith("@replay "):
+                            status["last"] = line[8:]
+                            continue
+                        res.lines += 1
+                        f = finding_of(line)
+                        if f is not None:
+                            res.findings += 1
+                        res.health.feed(line, f)
+                        if res.checker is not None:
+                            res.checker.feed(line, f)
+                        if on_line is not None:
+                            on_line(line)
+                except BaseException as e:  # on_line failed (stdout closed: `| head`): stop the replay
+                    status["error"] = e
+                    proc.kill()
 
             def read_err():
                 for raw in proc.stderr:
@@ -412,6 +417,8 @@ def replay(path, heap=unixport.DEFAULT_HEAP, lib=None, on_line=None, check=True)
             finally:
                 for t in threads:
                     t.join()
+            if "error" in status:
+                raise status["error"]
             if res.status == "unreadable":
                 return res
             last = status.get("last", "")
@@ -536,6 +543,14 @@ def cmd_replay(args):
         sys.stdout.flush()
         print("microagent replay: stopped by %s" % signal.Signals(e.signum).name, file=sys.stderr)
         return 128 + e.signum
+    except BrokenPipeError:
+        # whoever read our output went away (`| head`): stop quietly, as a
+        # program killed by SIGPIPE would, and let nothing flush there again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 128 + signal.SIGPIPE
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)

@@ -901,3 +901,30 @@ def test_an_exception_in_the_host_kills_the_runner(mp_lib, tmp_path, monkeypatch
     with pytest.raises(RuntimeError):
         cmd_replay.replay(scn(tmp_path, {}, GOOD), lib=mp_lib)
     assert len(started) == 1 and started[0].returncode == -signal.SIGKILL
+
+
+def test_output_closed_early_stops_the_replay(mp_lib, tmp_path):
+    # `microagent replay big.jsonl | head -1`: the reader of stdout goes
+    # away; the replay stops (no hang on a full pipe), quietly, with the
+    # status of a SIGPIPE (141), and takes the runner down with it
+    h = {"config": {"deviceId": "dev-01", "threatIntel": {"ips": ["203.0.113.0/24"]}}}
+    ev = [{"t": i * 0.001, "event": "connect", "id": i, "remote": "203.0.113.%d" % (i % 256), "port": i % 60000 + 1}
+          for i in range(20000)]
+    p = scn(tmp_path, h, ev)
+    exe = str(Path(sys.executable).parent / "microagent")
+    proc = subprocess.Popen([exe, "replay", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(b'ALERT {"type":"suspicious_ip"')
+        kids = _children(proc.pid)
+        assert len(kids) == 1
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        assert (proc.returncode, err) == (141, b"")
+        assert _gone(kids[0])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
