@@ -536,7 +536,8 @@ def cmd_replay(args):
     old = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            old[sig] = signal.signal(sig, _terminate)
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup stays nohup
+                old[sig] = signal.signal(sig, _terminate)
     try:
         return _replay_all(args, heap, lib)
     except Terminated as e:
