@@ -77,6 +77,13 @@ def _duration(text):
     return _number("seconds", 0, 10**9, text)
 
 
+def _heap(text):
+    try:
+        return unixport.parse_heap(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 def _count(text):
     return _number("a whole number", 1, 65536, text, whole=True)
 
@@ -88,7 +95,7 @@ def add_parser(sub):
                    help="baseline configuration (config.md; default boards/unix/microagent.json)")
     r.add_argument("--duration", type=_duration, help="stop after S seconds (default: until Ctrl-C)")
     r.add_argument("--interval", type=_interval, default=1.0, help="seconds between /proc/net polls, up to 3600 (default 1)")
-    r.add_argument("--heap", default=unixport.DEFAULT_HEAP, help="micropython heap size (default 64wK, a 64 KB board)")
+    r.add_argument("--heap", type=_heap, default=unixport.DEFAULT_HEAP, help="micropython heap size (default 64wK, a 64 KB board)")
     r.add_argument("--max-connections", type=_count, default=512,
                    help="most connections tracked at once; more are counted, not tracked (default 512)")
     r.add_argument("--proc", help=argparse.SUPPRESS)  # tests: another /proc/net

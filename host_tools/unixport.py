@@ -2,8 +2,10 @@
 agent is compiled with mpy-cross into a lib folder put on MICROPYPATH, never
 imported from the source tree."""
 import os
+import re
 import shutil
 import subprocess
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -88,3 +90,29 @@ def run_code(code, args=(), heap=DEFAULT_HEAP, lib=None, timeout=120, cwd=None, 
     lib = lib or stage()
     return subprocess.run(command(code, args, heap), env=env(lib), capture_output=True,
                           text=True, timeout=timeout, cwd=cwd or tempfile.gettempdir(), input=input)
+
+
+HEAP_MIN = 4 << 10   # bytes: below this the agent cannot even load
+HEAP_MAX = 1 << 30   # bytes: far above any board
+_HEAP = re.compile(r"([1-9][0-9]{0,9})(w?)([kKmM]?)")
+
+
+def parse_heap(text):
+    """A --heap value as micropython's -X heapsize takes it: decimal digits
+    (no leading zero: the port reads 010 as octal), then `w` (words: a
+    32-bit board's size, doubled on this 64-bit port), then K or M; or
+    "none" (the port's default). Returns the text, or None for "none".
+    Raises ValueError saying why, for other forms and for sizes outside
+    HEAP_MIN..HEAP_MAX bytes."""
+    if text == "none":
+        return None
+    m = _HEAP.fullmatch(text)
+    if not m:
+        raise ValueError("not a micropython heap size: digits, an optional w (words), an optional K or M "
+                         "(e.g. 64wK, 256K, 1M; or none)")
+    n = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20}[m.group(3).lower()]
+    if m.group(2):
+        n = n * struct.calcsize("P") // 4  # the port scales words from a 32-bit board's
+    if not HEAP_MIN <= n <= HEAP_MAX:
+        raise ValueError("%d bytes is outside 4K..1G" % n)
+    return text

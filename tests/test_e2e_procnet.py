@@ -175,6 +175,7 @@ def test_signal_to_the_host_process_alone_stops_cleanly(sig, mp_lib):
     (["--interval", "nan"], "argument --interval: must be seconds from 0.001 to 3600, got 'nan'"),
     (["--duration", "-1"], "argument --duration: must be seconds from 0 to 1e+09, got '-1'"),
     (["--max-connections", "0"], "argument --max-connections: must be a whole number from 1 to 65536, got '0'"),
+    (["--heap", "2K"], "argument --heap: 2048 bytes is outside 4K..1G"),
 ])
 def test_bad_arguments_exit_2(argv, message, mp_lib):
     r = subprocess.run([str(BIN / "microagent"), "run"] + argv, capture_output=True, text=True, timeout=60)
