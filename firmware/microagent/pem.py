@@ -38,24 +38,26 @@ class BufLines:
         self._p = 0
 
     def next(self):
-        mv = self.buf
         p = self._p
-        n = len(mv)
-        if p >= n:
+        if p >= len(self.buf):
             return False
+        return self._cut(self.buf, p, len(self.buf))
+
+    def _cut(self, buf, p, n):
+        # the next piece of buf[p:n]: up to the newline or _LINE bytes
         self.bol = self.eol
         lim = p + _LINE
         if lim > n:
             lim = n
         j = p
-        while j < lim and mv[j] != 10:
+        while j < lim and buf[j] != 10:
             j += 1
         self.s = p
         self.e = j
         if j < lim or j == n:
             self.eol = True
             self._p = j + 1
-        elif mv[j] == 10:  # exactly _LINE bytes, then the newline
+        elif buf[j] == 10:  # exactly _LINE bytes, then the newline
             self.eol = True
             self._p = j + 1
         else:
@@ -71,7 +73,7 @@ class BufLines:
         self.eol = True
 
 
-class FileLines:
+class FileLines(BufLines):
     # The same pieces from a file, through one fixed buffer of _LINE + 1
     # bytes (the extra byte tells whether a full piece ends its line).
     def __init__(self, f, start=0):
@@ -113,30 +115,9 @@ class FileLines:
     def next(self):
         if self._n - self._p <= _LINE and not self._eof:
             self._fill()
-        p = self._p
-        n = self._n
-        if p >= n:
+        if self._p >= self._n:
             return False
-        self.bol = self.eol
-        buf = self.buf
-        lim = p + _LINE
-        if lim > n:
-            lim = n
-        j = p
-        while j < lim and buf[j] != 10:
-            j += 1
-        self.s = p
-        self.e = j
-        if j < lim or j == n:
-            self.eol = True
-            self._p = j + 1
-        elif buf[j] == 10:
-            self.eol = True
-            self._p = j + 1
-        else:
-            self.eol = False
-            self._p = j
-        return True
+        return self._cut(self.buf, self._p, self._n)
 
 
 def _ws(b):
