@@ -55,3 +55,21 @@ class Lines:
     def brief(self):
         """(type, count, details) of each alert, for exact comparison."""
         return [(a["type"], a["count"], a["details"]) for a in self.alerts()]
+
+
+def _unique():
+    import os
+    b = os.urandom(6)
+    return "%02x%02x%02x%02x%02x%02x" % (b[0], b[1], b[2], b[3], b[4], b[5])
+
+
+# one per process: runs of the suite side by side (CPython and the unix
+# port, or two checkouts on one machine) never share a scratch file
+RUN = _unique()
+
+
+def scratch(name):
+    """A path under /tmp for a test's scratch file, unique to this process
+    (name: a short tag; the same tag gives the same path in one run)."""
+    import sys
+    return "/tmp/microagent-test-%s-%s-%s" % (name, sys.implementation.name, RUN)

@@ -1,6 +1,6 @@
 from microagent import certcheck, platform, x509
 from microagent.agent import Agent
-from mphelp import Lines, ManualClock, raises
+from mphelp import Lines, ManualClock, raises, scratch
 
 LEAF_SHA1 = "F9DC6CC6A6EDBED00B1B551C5CD4864C04F7F7D3"
 LEAF_SHA256 = "12906F7F6D9B7E9378EAC75E9D6FB5D4D7DF8C8ECFC2C54B02969E1D032F2D13"
@@ -30,7 +30,7 @@ def _agent(when, certs, **more):
 
 def _tmp(tag):
     import sys
-    return "/tmp/microagent-test-certcheck-%s-%s" % (sys.implementation.name, tag)
+    return scratch("certcheck-%s" % tag)
 
 
 def _write(path, name):

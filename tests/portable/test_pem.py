@@ -7,7 +7,7 @@ import gc
 
 import keys
 from microagent import der, x509
-from mphelp import raises
+from mphelp import raises, scratch
 
 LEAF_SHA1 = "F9DC6CC6A6EDBED00B1B551C5CD4864C04F7F7D3"
 
@@ -24,7 +24,7 @@ def _read(name):
 
 def _tmp():
     import sys
-    return "/tmp/microagent-test-pem-%s" % sys.implementation.name
+    return scratch("pem")
 
 
 def _rm(path):

@@ -1,7 +1,7 @@
 import binascii
 
 from microagent import der, x509
-from mphelp import raises
+from mphelp import raises, scratch
 
 # What the fixtures in certs/ (tests/make_cert_fixtures.py, made with
 # `cryptography`) hold; tests/test_x509_xcheck.py checks these values
@@ -249,7 +249,7 @@ def test_pem_with_a_huge_claimed_length_allocates_nothing_proportional():
 
 
 def test_der_file_with_a_huge_claimed_length_is_refused():
-    path = "/tmp/microagent-test-x509-%s.der" % _impl()
+    path = scratch("x509") + ".der"
     with open(path, "wb") as f:
         f.write(b"\x30\x84\x7f\xff\xff\xff\x02\x01")
     try:
@@ -349,7 +349,7 @@ def _variants():
 def test_pem_layouts_read_alike_from_files_and_buffers():
     import sys
     want = EXPECT["leaf.der"]["sha256"]
-    path = "/tmp/microagent-test-x509-layout-%s.pem" % sys.implementation.name
+    path = scratch("x509-layout") + ".pem"
     try:
         for name, data in _variants():
             assert [c.sha256 for c in x509.iter_certs(data)] == [want], name
