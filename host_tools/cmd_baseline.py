@@ -61,6 +61,7 @@ class Observed:
         self.windows = collections.Counter()    # ruleType -> windows counted
         self.floor = {}                         # ruleType -> a logged rule's max (log input)
         self.dests = collections.Counter()      # address text -> outbound connections
+        self.threats = []                       # ip_network of threat-intel lists, and suspicious remotes
         self.devices = []
         self.sources = []                       # "scenario"/"log" per file
 
@@ -68,6 +69,11 @@ class Observed:
     def add_scenario(self, sc):
         config, iothub, _ = _iothub()
         h = sc.header
+        for v in (h.config.get("threatIntel") or {}).get("ips") or []:
+            try:
+                self.threats.append(ipaddress.ip_network(v, strict=False))
+            except ValueError:
+                pass
         dev = h.cfg.device_id
         if dev not in self.devices:
             self.devices.append(dev)
@@ -151,6 +157,8 @@ class Observed:
                     self.floor[t] = max(self.floor.get(t, 0), d["max"])
             elif t == "ConnectionToIpNotAllowed":
                 self.dests[_canon(d["remote"])] += n
+            elif t == "suspicious_ip":
+                self.threats.append(ipaddress.ip_network(_canon(d["remote"])))
         self.sources.append("log")
 
 
@@ -308,12 +316,23 @@ def suggest(obs, margin, prefix4, prefix6):
                 rt, lo, PCT_LOW, lo_p, min(h), _fmt_pct(margin)))
         why.append("%s.timeWindowSize %s: %s" % (
             rt, obs.sizes[rt][1], obs.sizes[rt][2]))
+    # never propose allowing what the threat-intel list names or the agent
+    # reported as suspicious: those destinations are left out, one line each
+    bad = sorted((a for a in obs.dests if any(_in(a, t) for t in obs.threats)),
+                 key=lambda a: ipaddress.ip_address(a).packed)
+    for a in bad:
+        why.append("allowlistValues: %s left out: it is on the threat-intel list or was reported as a suspicious IP" % a)
+        del obs.dests[a]
     if obs.dests:
         nets = []
         for a in obs.dests:
             ip = ipaddress.ip_address(a)
             plen = prefix4 if ip.version == 4 else prefix6
             nets.append(ipaddress.ip_network("%s/%d" % (ip, plen), strict=False))
+        # a widened prefix must not swallow a threat either: keep such a
+        # destination as a single address
+        nets = [n if not any(n.overlaps(t) for t in obs.threats) else ipaddress.ip_network(a)
+                for a, n in zip(list(obs.dests), nets)]
         v4 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 4))
         v6 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 6))
         values = []

@@ -331,3 +331,31 @@ def test_any_alert_line_gives_a_config_or_one_error_line(tmp_path, capsys):
         else:
             assert cap.out == "" and cap.err.count("\n") == 1 and cap.err.startswith("microagent baseline: ")
     check()
+
+
+def test_threats_are_never_proposed_for_the_allow_list(tmp_path, capsys):
+    # regression: a destination the agent reported as suspicious (or that a
+    # scenario's threat-intel list names) was widened into the allow list
+    def alert(t, remote, count=1):
+        return ('ALERT {"type":"%s","name":"x","kind":"alert","source":"device","severity":"high",'
+                '"device":"dev-01","time":"2026-06-01T00:00:05Z","count":%d,"details":{"remote":"%s","port":443,'
+                '"direction":"out"}}' % (t, count, remote))
+    log = tmp_path / "console.log"
+    log.write_text("\n".join([alert("suspicious_ip", "203.0.113.80"),
+                              alert("ConnectionToIpNotAllowed", "203.0.113.80"),
+                              alert("ConnectionToIpNotAllowed", "203.0.113.5", 2),
+                              alert("ConnectionToIpNotAllowed", "11.0.0.1")]) + "\n")
+    assert cli.main(["baseline", "suggest", str(log)]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["allowlistRules"][0]["allowlistValues"] == ["11.0.0.0/24", "203.0.113.5"]
+    assert "# allowlistValues: 203.0.113.80 left out: it is on the threat-intel list or was reported as a " \
+           "suspicious IP" in cap.err.splitlines()
+    sc = tmp_path / "s.jsonl"
+    sc.write_text("\n".join(json.dumps(x) for x in [
+        {"scenario": "s", "device": "dev-01", "start": "2026-06-01T00:00:00Z",
+         "config": {"deviceId": "dev-01", "threatIntel": {"ips": ["198.51.100.0/24"]}}},
+        {"t": 1, "event": "connect", "id": 1, "remote": "198.51.100.9", "port": 443},
+        {"t": 2, "event": "connect", "id": 2, "remote": "20.1.2.3", "port": 443}]) + "\n")
+    assert cli.main(["baseline", "suggest", str(sc)]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["allowlistRules"][0]["allowlistValues"] == ["20.1.2.0/24"]
