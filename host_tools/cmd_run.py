@@ -24,7 +24,10 @@ def cmd_run(args):
     argv += ["--max-connections", str(args.max_connections)]
     if args.proc:
         argv += ["--proc", os.path.abspath(args.proc)]
-    proc = subprocess.Popen(unixport.command(CODE, argv, args.heap), env=unixport.env(lib))
+    # the config's folder is the device's filesystem root, as on a board:
+    # certificate paths in it are relative to where microagent.json lies
+    proc = subprocess.Popen(unixport.command(CODE, argv, args.heap), env=unixport.env(lib),
+                            cwd=os.path.dirname(os.path.abspath(args.config)))
 
     stopping = []
 
@@ -97,6 +100,6 @@ def add_parser(sub):
     r.add_argument("--interval", type=_interval, default=1.0, help="seconds between /proc/net polls, up to 3600 (default 1)")
     r.add_argument("--heap", type=_heap, default=unixport.DEFAULT_HEAP, help="micropython heap size (default 64wK, a 64 KB board)")
     r.add_argument("--max-connections", type=_count, default=512,
-                   help="most connections tracked at once; more are counted, not tracked (default 512)")
+                   help="most sockets tracked at once (default 512); beyond it sockets are neither checked nor counted as active")
     r.add_argument("--proc", help=argparse.SUPPRESS)  # tests: another /proc/net
     r.set_defaults(func=cmd_run)

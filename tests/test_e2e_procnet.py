@@ -189,7 +189,7 @@ def test_oversized_config_and_heap_exit_2(tmp_path, mp_lib):
                                                                       for i in range(1000)]}}))
     r = subprocess.run([str(BIN / "microagent"), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (2, "microagent: config error: %s: too large for this device's heap "
-                                                     "(keep long IP lists in threatIntel.file)\n" % cfg, "")
+                                                     "(a 64 KB board holds a few hundred threat-intel entries)\n" % cfg, "")
     r = subprocess.run([str(BIN / "microagent"), "run", "--max-connections", "65536"], capture_output=True, text=True,
                        timeout=60, cwd="/")
     assert (r.returncode, r.stdout) == (2, "microagent: --max-connections 65536 does not fit in this heap; "
@@ -197,6 +197,31 @@ def test_oversized_config_and_heap_exit_2(tmp_path, mp_lib):
     cfg.write_bytes(b'{"deviceId": "caf\xe9"}')
     r = subprocess.run([str(BIN / "microagent"), "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout) == (2, "microagent: config error: %s: not valid JSON (or not UTF-8 text)\n" % cfg)
+
+
+def test_certificate_paths_are_relative_to_the_config_and_fit_with_the_socket_table(tmp_path, mp_lib):
+    # regression: from another directory a config's certificate was not
+    # found; and certificates beside the default 512-socket table ran the
+    # 64 KB heap out ("--max-connections 512 does not fit")
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev-01")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(9).not_valid_before(now - datetime.timedelta(days=400))
+            .not_valid_after(now - datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cfg.json").write_text(json.dumps({"deviceId": "dev-01", "certificates": [{"path": "c.pem"}]}))
+    r = subprocess.run([str(BIN / "microagent"), "run", "--config", str(tmp_path / "cfg.json"), "--duration", "0.5"],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stdout + r.stderr
+    alerts = [json.loads(l[6:]) for l in r.stdout.splitlines() if l.startswith("ALERT ")]
+    assert [(a["type"], a["details"]["path"], a["details"]["subject"]) for a in alerts] == [
+        ("cert_expired", "c.pem", "dev-01")]
 
 
 def test_duration_stops_by_itself(mp_lib):

@@ -48,7 +48,7 @@ def too_big(exc):
     import gc
     gc.collect()  # free what the failed parse left behind
     if isinstance(exc, MemoryError):
-        return "too large for this device's heap (keep long IP lists in threatIntel.file)"
+        return "too large for this device's heap (a 64 KB board holds a few hundred threat-intel entries)"
     return "nested too deeply"
 
 

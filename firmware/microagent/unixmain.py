@@ -51,15 +51,16 @@ def main(argv):
         _usage("--max-connections must be 1 to 65536")
     agent = Agent()
     try:
+        # the socket table first, while the heap is still in one piece
+        pn = ProcNet(agent, root, limit)
+    except MemoryError:
+        _usage("--max-connections %d does not fit in this heap; give fewer or a larger --heap" % limit)
+    try:
         warnings = agent.load(path)
     except OSError as e:
         _usage("config error: %s: cannot read (%s)" % (path, e))
     except ValueError as e:
         _usage("config error: %s" % (str(e) or type(e).__name__))
-    try:
-        pn = ProcNet(agent, root, limit)
-    except MemoryError:
-        _usage("--max-connections %d does not fit in this heap; give fewer or a larger --heap" % limit)
     t0 = time.ticks_ms()
     try:
         # the banner is inside: a Ctrl-C right after it must stop cleanly too
