@@ -374,7 +374,7 @@ def test_memory_errors_however_worded():
         return {"type": ftype, "details": {"operation": "x", "error": err}}
     assert [is_memory_error(f(e)) for e in (
         "MemoryError: memory allocation failed, allocating 64 bytes", "memory allocation failed",
-        "too large for the heap", "config: too large for this device's heap (keep long IP lists in threatIntel.file)",
+        "too large for the heap", "config: too large for this device's heap (a 64 KB board holds a few hundred threat-intel entries)",
         "MemoryError: ", "cannot read (ENOENT)", "SAS token: sig is not base64", "heapsize",
     )] == [True, True, True, True, True, False, False, False]
     assert not is_memory_error(f("MemoryError", "cert_expired"))
@@ -391,8 +391,8 @@ def test_config_the_device_cannot_load_fails_the_scenario(mp_lib, tmp_path, caps
     rc, out, _ = replay(capsys, "--check", p)
     assert rc == 1
     assert out == ("FAIL %s\n  the agent could not load its configuration and ran without rules: microagent: config "
-                   "error: microagent.json: too large for this device's heap (keep long IP lists in "
-                   "threatIntel.file)\n" % p)
+                   "error: microagent.json: too large for this device's heap (a 64 KB board holds a few "
+                   "hundred threat-intel entries)\n" % p)
     rc, out, _ = replay(capsys, "--check", "--heap", "4M", p)
     assert (rc, out) == (0, "PASS %s (1 event, 0 findings)\n" % p)
 
