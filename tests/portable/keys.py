@@ -3,14 +3,7 @@
 # fed them in. Portable: imported by test_pem.py and test_certcheck.py.
 
 
-def fixture(name):
-    d = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    return d + "/certs/" + name
-
-
-def _read(name):
-    with open(fixture(name), "rb") as f:
-        return f.read()
+from mphelp import fixture, read_fixture as _read
 
 
 ED25519 = (b"-----BEGIN PRIVATE KEY-----\n"

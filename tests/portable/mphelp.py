@@ -73,3 +73,15 @@ def scratch(name):
     (name: a short tag; the same tag gives the same path in one run)."""
     import sys
     return "/tmp/microagent-test-%s-%s-%s" % (name, sys.implementation.name, RUN)
+
+
+def fixture(name):
+    """Path of a fixture file in tests/portable/certs/."""
+    d = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    return d + "/certs/" + name
+
+
+def read_fixture(name):
+    """The bytes of a fixture file in tests/portable/certs/."""
+    with open(fixture(name), "rb") as f:
+        return f.read()

@@ -1,16 +1,12 @@
 from microagent import certcheck, platform, x509
 from microagent.agent import Agent
 from mphelp import Lines, ManualClock, raises, scratch
+from mphelp import fixture
 
 LEAF_SHA1 = "F9DC6CC6A6EDBED00B1B551C5CD4864C04F7F7D3"
 LEAF_SHA256 = "12906F7F6D9B7E9378EAC75E9D6FB5D4D7DF8C8ECFC2C54B02969E1D032F2D13"
 FOREVER_SHA1 = "035A99EC3D723B0B19B4C5188F32C84EA89CC2FD"
 # leaf.pem (dev-01, RSA 2048) is valid 2025-01-01T00:00:00Z .. 2027-01-01T00:00:00Z
-
-
-def fixture(name):
-    d = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    return d + "/certs/" + name
 
 
 def _utc(text):

@@ -8,18 +8,9 @@ import gc
 import keys
 from microagent import der, x509
 from mphelp import raises, scratch
+from mphelp import fixture, read_fixture as _read
 
 LEAF_SHA1 = "F9DC6CC6A6EDBED00B1B551C5CD4864C04F7F7D3"
-
-
-def fixture(name):
-    d = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    return d + "/certs/" + name
-
-
-def _read(name):
-    with open(fixture(name), "rb") as f:
-        return f.read()
 
 
 def _tmp():

@@ -2,6 +2,7 @@ import binascii
 
 from microagent import der, x509
 from mphelp import raises, scratch
+from mphelp import fixture, read_fixture as _read
 
 # What the fixtures in certs/ (tests/make_cert_fixtures.py, made with
 # `cryptography`) hold; tests/test_x509_xcheck.py checks these values
@@ -32,16 +33,6 @@ EXPECT = {
         "sha1": "9405D50EA700E2FDD8981D08E2CE0F8A58C2BD62",
         "sha256": "10C98951BFC7A56024E58683762EF4D9C40776DF15276945D3E387EBA6136A71"},
 }
-
-
-def fixture(name):
-    d = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    return d + "/certs/" + name
-
-
-def _read(name):
-    with open(fixture(name), "rb") as f:
-        return f.read()
 
 
 def _fields(c):

@@ -8,16 +8,7 @@ import binascii
 import dertree
 from microagent import der, x509
 from mphelp import raises
-
-
-def fixture(name):
-    d = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    return d + "/certs/" + name
-
-
-def _read(name):
-    with open(fixture(name), "rb") as f:
-        return f.read()
+from mphelp import fixture, read_fixture as _read
 
 
 def fixture_ders():
